@@ -1,0 +1,1 @@
+"""Placeholder, replaced by the Flickr8k loader."""
