@@ -1,0 +1,1 @@
+"""Published baselines on the shared interface: ``cca`` (closed form), ``vse`` (VSE++), ``jwae`` (JWAE)."""

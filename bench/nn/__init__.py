@@ -1,0 +1,1 @@
+"""Layers, losses and text pipelines shared by every neural model (one implementation each)."""

@@ -1,0 +1,235 @@
+"""Split files: which training images are paired, and what the unpaired pools hold.
+
+One JSON file per (dataset, policy, fraction, seed). The paired set is a prefix of the
+training images ordered by ``sha256(seed, image id)``, so it depends only on the ids and
+the seed (no RNG whose stream could change between library versions) and the sets are
+nested: 10 % ⊂ 25 % ⊂ 50 % ⊂ 100 %. Fractions are of training images; an image's
+captions always go with it.
+
+Policies:
+
+``overlap`` (the paper's setting)
+    every training image is in the unpaired image pool and every training caption in
+    the unpaired caption pool; the links are hidden, not removed.
+``disjoint``
+    the unpaired pools come only from the images that are not paired, and each such image
+    gives either its picture or its captions (a fixed hash coin per image), so no hidden
+    pair exists anywhere in the unpaired data.
+
+The unpaired caption pool is stored as the ids of the images whose captions form it
+(all of an image's captions go together), which keeps the files small;
+:meth:`PairingSplit.unpaired_caption_ids` expands it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.data.types import Dataset
+from bench.errors import BenchError
+from bench.io import atomic_write_text, to_json
+
+POLICIES = ("overlap", "disjoint")
+FORMAT_VERSION = 1
+
+
+def default_splits_dir() -> Path:
+    """``BENCH_SPLITS_DIR``, else the repository's ``splits/`` folder."""
+    import os
+
+    env = os.environ.get("BENCH_SPLITS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "splits"
+
+
+def parse_fraction(text: str | float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BenchError(f"paired fraction '{text}' is not a number; give percentages such as 100,50,25,10") from None
+    if not 0 < value <= 100:
+        raise BenchError(f"paired fraction {value:g} is outside (0, 100]; give percentages such as 100,50,25,10")
+    return value
+
+
+def parse_fractions(text: str) -> list[float]:
+    return [parse_fraction(part) for part in text.split(",") if part.strip()]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchError(f"seeds '{text}' must be integers separated by commas, e.g. 0,1,2") from None
+
+
+def format_fraction(fraction: float) -> str:
+    return f"{fraction:g}"
+
+
+def _order_key(seed: int, salt: str, image_id: str) -> bytes:
+    return hashlib.sha256(f"{seed}\x00{salt}\x00{image_id}".encode()).digest()
+
+
+@dataclass(frozen=True)
+class PairingSplit:
+    dataset: str
+    policy: str
+    fraction: float  # percent of training images that are paired, in (0, 100]
+    seed: int
+    dataset_ids_sha256: str
+    paired_image_ids: list[str]
+    unpaired_image_ids: list[str]
+    unpaired_caption_image_ids: list[str]
+    format_version: int = FORMAT_VERSION
+
+    # -- derived views -------------------------------------------------------------
+    def unpaired_caption_ids(self, dataset: Dataset) -> list[str]:
+        train = dataset.train
+        wanted = {train.image_index[i] for i in self.unpaired_caption_image_ids}
+        return [cid for cid, row in zip(train.caption_ids, train.caption_to_image) if int(row) in wanted]
+
+    @property
+    def filename(self) -> str:
+        return split_filename(self.dataset, self.policy, self.fraction, self.seed)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["counts"] = {
+            "paired_images": len(self.paired_image_ids),
+            "unpaired_images": len(self.unpaired_image_ids),
+            "unpaired_caption_images": len(self.unpaired_caption_image_ids),
+        }
+        return to_json(data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "PairingSplit":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise BenchError(f"split file not found: {path}; create it with `bench splits make`") from None
+        except json.JSONDecodeError as error:
+            raise BenchError(f"split file {path} is not valid JSON ({error}); recreate it with `bench splits make`") from None
+        data.pop("counts", None)
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise BenchError(f"split file {path} has unexpected fields ({error}); recreate it with `bench splits make`") from None
+
+    # -- checks --------------------------------------------------------------------
+    def check_matches(self, dataset: Dataset, path: str | Path | None = None) -> None:
+        where = f" ({path})" if path else ""
+        if self.dataset != dataset.name or self.dataset_ids_sha256 != dataset.ids_sha256:
+            raise BenchError(
+                f"split file{where} was made for dataset '{self.dataset}' with id hash {self.dataset_ids_sha256[:12]}…, "
+                f"but the loaded '{dataset.name}' data hashes to {dataset.ids_sha256[:12]}…; "
+                "use the split files made for this data or run `bench splits make` for it"
+            )
+        check_no_leakage(self, dataset)
+
+
+def split_filename(dataset: str, policy: str, fraction: float, seed: int) -> str:
+    return f"{dataset}_{policy}_p{format_fraction(fraction)}_seed{seed}.json"
+
+
+def split_path(splits_dir: str | Path, dataset: str, policy: str, fraction: float, seed: int) -> Path:
+    return Path(splits_dir) / dataset / split_filename(dataset, policy, fraction, seed)
+
+
+def make_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap") -> PairingSplit:
+    fraction = parse_fraction(fraction)
+    if policy not in POLICIES:
+        raise BenchError(f"unknown split policy '{policy}'; choose one of {', '.join(POLICIES)}")
+    train_ids = list(dataset.train.image_ids)
+    ordered = sorted(train_ids, key=lambda image_id: _order_key(seed, "paired", image_id))
+    n_paired = max(1, int(round(len(ordered) * fraction / 100.0)))
+    paired = ordered[:n_paired]
+    if policy == "overlap":
+        unpaired_images = list(train_ids)
+        unpaired_caption_images = list(train_ids)
+    else:
+        rest = ordered[n_paired:]
+        # A coin per image, independent of the fraction, keeps the pools nested too.
+        gives_picture = {i: _order_key(seed, "side", i)[0] % 2 == 0 for i in rest}
+        unpaired_images = [i for i in rest if gives_picture[i]]
+        unpaired_caption_images = [i for i in rest if not gives_picture[i]]
+    # Store lists in dataset order, so files diff well and read naturally.
+    position = dataset.train.image_index
+    by_position = lambda ids: sorted(ids, key=position.__getitem__)  # noqa: E731
+    split = PairingSplit(
+        dataset=dataset.name,
+        policy=policy,
+        fraction=fraction,
+        seed=seed,
+        dataset_ids_sha256=dataset.ids_sha256,
+        paired_image_ids=by_position(paired),
+        unpaired_image_ids=by_position(unpaired_images),
+        unpaired_caption_image_ids=by_position(unpaired_caption_images),
+    )
+    check_no_leakage(split, dataset)
+    return split
+
+
+def check_no_leakage(split: PairingSplit, dataset: Dataset) -> None:
+    """Every id in a training pool is a training image; none is a dev or test image."""
+    train = set(dataset.train.image_ids)
+    held_out = set(dataset.dev.image_ids) | set(dataset.test.image_ids)
+    for field_name in ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids"):
+        ids = getattr(split, field_name)
+        leaked = [i for i in ids if i in held_out]
+        if leaked:
+            raise BenchError(f"split leaks held-out images into {field_name}: {leaked[:3]} (dev/test must never train)")
+        unknown = [i for i in ids if i not in train]
+        if unknown:
+            raise BenchError(f"split names images that are not in the training set in {field_name}: {unknown[:3]}")
+        if len(set(ids)) != len(ids):
+            raise BenchError(f"split lists an image twice in {field_name}")
+    if split.policy == "disjoint":
+        paired = set(split.paired_image_ids)
+        pools = [set(split.unpaired_image_ids), set(split.unpaired_caption_image_ids)]
+        if pools[0] & pools[1] or paired & (pools[0] | pools[1]):
+            raise BenchError("a 'disjoint' split shares images between its paired set and unpaired pools")
+
+
+def write_split(split: PairingSplit, splits_dir: str | Path) -> Path:
+    path = split_path(splits_dir, split.dataset, split.policy, split.fraction, split.seed)
+    atomic_write_text(path, split.to_json())
+    return path
+
+
+def load_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap",
+               splits_dir: str | Path | None = None) -> tuple[PairingSplit, Path]:
+    """The committed split file for this cell, checked against the loaded data."""
+    path = split_path(splits_dir or default_splits_dir(), dataset.name, policy, fraction, seed)
+    if not path.exists():
+        raise BenchError(
+            f"no split file {path}; make it with `bench splits make --dataset {dataset.name} "
+            f"--fractions {format_fraction(fraction)} --seeds {seed} --policy {policy}`"
+        )
+    split = PairingSplit.from_file(path)
+    split.check_matches(dataset, path)
+    return split, path
+
+
+def verify_file(path: Path, dataset: Dataset) -> list[str]:
+    """Differences between a split file and the split recomputed from its parameters."""
+    stored = PairingSplit.from_file(path)
+    stored.check_matches(dataset, path)
+    fresh = make_split(dataset, stored.fraction, stored.seed, stored.policy)
+    problems = []
+    if path.read_text() != fresh.to_json():
+        for field_name in ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids", "format_version"):
+            if getattr(stored, field_name) != getattr(fresh, field_name):
+                problems.append(f"{path}: {field_name} differs from the recomputed split")
+        if not problems:
+            problems.append(f"{path}: the file's text differs from the recomputed split (formatting or counts)")
+    if path.name != fresh.filename:
+        problems.append(f"{path}: name should be {fresh.filename}")
+    return problems

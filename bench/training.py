@@ -1,0 +1,144 @@
+"""The training-loop skeleton every neural model shares.
+
+A model builds its modules and optimizers and hands :func:`run_training` two
+callables: ``train_epoch(epoch) -> {loss name: mean value}`` and
+``validate() -> RetrievalMetrics`` (on the dev split). The skeleton runs the epochs,
+steps the schedulers, keeps the weights of the epoch with the best validation rsum,
+and after every epoch writes a checkpoint atomically (modules, optimizers, schedulers,
+RNG states, the best weights so far and the validation curve). If a checkpoint is
+there when training starts, it resumes after the last finished epoch with the RNG
+state it had, so on CPU a resumed run ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+from bench.io import atomic_torch_save
+from bench.models import FitContext, FitResult
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the runner records the cell as failed."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def minibatches(n: int, batch_size: int, shuffle: bool = True, drop_last: bool = False) -> Iterator[torch.Tensor]:
+    """Index batches over ``range(n)``; the order comes from torch's global RNG (seeded, checkpointed)."""
+    order = torch.randperm(n) if shuffle else torch.arange(n)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+def check_finite(losses: dict[str, float]) -> None:
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if bad:
+        raise TrainingDiverged(f"loss became non-finite: {bad}")
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters, grad_clip: float | None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+
+
+def run_training(
+    *,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] | None,
+    n_epochs: int,
+    train_epoch: Callable[[int], dict[str, float]],
+    validate: Callable[[], "object"],
+    context: FitContext,
+    checkpoint_name: str = CHECKPOINT_NAME,
+) -> FitResult:
+    schedulers = schedulers or {}
+    path = Path(context.workdir) / checkpoint_name
+    result = FitResult()
+    start_epoch, best_rsum, best_state = 0, -math.inf, None
+
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location=context.device, weights_only=False)
+        except Exception as error:  # a torn file can't happen (atomic writes), but a foreign one can
+            raise BenchError(f"checkpoint {path} can't be read ({error}); delete it or rerun with --force") from None
+        for group, live in (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers)):
+            for name, obj in live.items():
+                obj.load_state_dict(saved[group][name])
+        _set_rng_state(saved["rng"])
+        start_epoch, best_rsum, best_state = saved["epoch"] + 1, saved["best_rsum"], saved["best_state"]
+        result.validation_curve = saved["curve"]
+        result.best_epoch = saved["best_epoch"]
+        result.resumed_from_epoch = saved["epoch"]
+
+    for epoch in range(start_epoch, n_epochs):
+        for module in modules.values():
+            module.train()
+        losses = train_epoch(epoch)
+        check_finite(losses)
+        for module in modules.values():
+            module.eval()
+        with torch.no_grad():
+            metrics = validate()
+        rsum = float(metrics.rsum)
+        point = {"epoch": epoch, "val_rsum": rsum, **{f"loss_{k}": float(v) for k, v in losses.items()}}
+        point.update({f"val_{k}": float(v) for k, v in metrics.to_dict().items() if k != "rsum"})
+        result.validation_curve.append(point)
+        if rsum > best_rsum:
+            best_rsum, result.best_epoch = rsum, epoch
+            best_state = {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
+        for scheduler in schedulers.values():
+            scheduler.step()
+        atomic_torch_save(
+            path,
+            {
+                "epoch": epoch,
+                "modules": {n: m.state_dict() for n, m in modules.items()},
+                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
+                "rng": _rng_state(),
+                "best_rsum": best_rsum,
+                "best_epoch": result.best_epoch,
+                "best_state": best_state,
+                "curve": result.validation_curve,
+            },
+        )
+        context.progress(epoch=epoch + 1, epochs=n_epochs, val_rsum=rsum, best_rsum=best_rsum, **losses)
+
+    result.epochs_run = n_epochs
+    if best_state is not None:
+        for name, module in modules.items():
+            module.load_state_dict(best_state[name])
+    for module in modules.values():
+        module.eval()
+    return result

@@ -1,0 +1,1 @@
+"""The proposed two-step cycle-consistent model (`mine`)."""
