@@ -45,7 +45,7 @@ FLICKR_NAME = re.compile(r"^\d+_[0-9a-f]+\.jpg$")
 # --------------------------------------------------------------------------- helpers
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_to_root(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` when inside it (for messages and Dataset.source)."""
     try:
         return str(path.relative_to(root))
@@ -64,7 +64,7 @@ def _find_text_file(root: Path, file_name: str, what: str) -> Path:
     )
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_text_lines(path: Path) -> list[str]:
     """The file's lines without line endings. Only "\\n" ends a line: captions may hold
     other characters that ``str.splitlines`` would treat as breaks."""
     try:
@@ -136,7 +136,7 @@ def read_feature_table(npy_path: Path) -> tuple[list[str], np.ndarray]:
     names_path = npy_path.parent / "images.txt"
     if not names_path.is_file():
         raise BenchError(f"{names_path} not found: it names the image of each row of {npy_path.name}, one a line")
-    names = [line.strip() for line in _read_lines(names_path)]
+    names = [line.strip() for line in read_text_lines(names_path)]
     if "" in names:
         raise BenchError(f"{names_path} line {names.index('') + 1} is empty; every line must name one image")
     if len(set(names)) != len(names):
@@ -184,7 +184,7 @@ def _read_token_file(path: Path) -> dict[str, list[tuple[int, str, int]]]:
     image that is actually used is an error.
     """
     captions: dict[str, list[tuple[int, str, int]]] = {}
-    for line_no, line in enumerate(_read_lines(path), start=1):
+    for line_no, line in enumerate(read_text_lines(path), start=1):
         if not line.strip():
             continue
         key, tab, caption = line.partition("\t")
@@ -214,7 +214,7 @@ def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
         n_lines = sum(len(captions[name]) for name in junk)
         messages.append(
             f"dropped {n_lines} caption lines of {len(junk)} names that are not Flickr8k images "
-            f"(no row in {_relative(npy_path.parent / 'images.txt', root)}), e.g. {_examples(junk)}"
+            f"(no row in {relative_to_root(npy_path.parent / 'images.txt', root)}), e.g. {_examples(junk)}"
         )
 
     splits: dict[str, Split] = {}
@@ -224,7 +224,7 @@ def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
         image_ids: list[str] = []
         seen: set[str] = set()
         dropped[split_name] = []
-        for line_no, line in enumerate(_read_lines(split_file), start=1):
+        for line_no, line in enumerate(read_text_lines(split_file), start=1):
             name = line.strip()  # some copies have trailing spaces
             if not name:
                 continue
@@ -236,12 +236,12 @@ def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
                     dropped[split_name].append(name)  # an extra name, not a Flickr8k image
                     continue
                 raise BenchError(
-                    f"{split_name} image {name} ({_relative(split_file, root)} line {line_no}) has no row in "
-                    f"{_relative(npy_path.parent / 'images.txt', root)}; the features cover only "
+                    f"{split_name} image {name} ({relative_to_root(split_file, root)} line {line_no}) has no row in "
+                    f"{relative_to_root(npy_path.parent / 'images.txt', root)}; the features cover only "
                     f"{len(feature_names)} images: extract them for every image"
                 )
             if not captions.get(name):
-                raise BenchError(f"{split_name} image {name} has no caption in {_relative(token_file, root)}")
+                raise BenchError(f"{split_name} image {name} has no caption in {relative_to_root(token_file, root)}")
             image_ids.append(name)
 
         caption_ids, texts, caption_to_image = [], [], []
@@ -252,7 +252,7 @@ def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
                 repeated = next(n for n in numbers if numbers.count(n) > 1)
                 lines = [str(line_no) for n, _, line_no in entries if n == repeated]
                 raise BenchError(
-                    f"{_relative(token_file, root)} has caption {name}#{repeated} twice (lines {', '.join(lines)})"
+                    f"{relative_to_root(token_file, root)} has caption {name}#{repeated} twice (lines {', '.join(lines)})"
                 )
             if len(numbers) != 5:
                 not_five.append(name)
@@ -290,9 +290,9 @@ def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
         description=f"Flickr8k (Hodosh et al. 2013), {sizes} train/dev/test images, features {npy_path.stem}",
         source={
             "root": str(root),
-            "token_file": _relative(token_file, root),
+            "token_file": relative_to_root(token_file, root),
             "token_sha256": sha256_file(token_file),
-            "split_files": {s: _relative(p, root) for s, p in split_files.items()},
+            "split_files": {s: relative_to_root(p, root) for s, p in split_files.items()},
             "split_sha256": {s: sha256_file(p) for s, p in split_files.items()},
             "features": npy_path.name,
             "features_sha256": sha256_file(npy_path),
