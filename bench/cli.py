@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "bench.commands.data",
     "bench.commands.splits",
     "bench.features",
+    "bench.commands.run",
+    "bench.commands.report",
 ]
 
 

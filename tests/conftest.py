@@ -30,3 +30,32 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_synthetic():
+    """A small synthetic dataset (fast to train on) and split files for it in a temporary folder."""
+    from bench.data.synthetic import generate
+
+    return generate(seed=0, n_train=240, n_dev=60, n_test=60, feature_dim=64)
+
+
+@pytest.fixture()
+def small_splits(tmp_path, small_synthetic):
+    """Split files for ``small_synthetic`` at 100/50/25/10 %, seeds 0 and 1, both policies."""
+    from bench.splits import make_split, write_split
+
+    folder = tmp_path / "splits"
+    for policy in ("overlap", "disjoint"):
+        for seed in (0, 1):
+            for fraction in (100, 50, 25, 10):
+                write_split(make_split(small_synthetic, fraction, seed, policy), folder)
+    return folder
+
+
+@pytest.fixture()
+def cache_dir(tmp_path_factory, monkeypatch):
+    """Keep the sentence-embedding cache out of the user's home during tests, shared across tests."""
+    folder = tmp_path_factory.getbasetemp() / "bench-cache"
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(folder))
+    return folder

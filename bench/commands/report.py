@@ -1,0 +1,75 @@
+"""``bench report`` and ``bench check``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.io import atomic_write_text
+from bench.report import FORMATS, load_records, load_reference, plot, records_frame, render, summary_table
+
+DEFAULT_RUN = Path("runs") / "default"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser("report", help="the Recall@K table (and plot) of one or more runs")
+    report.add_argument("runs", nargs="*", type=Path, help=f"run folders or record files (default {DEFAULT_RUN})")
+    report.add_argument("--format", default="markdown", choices=FORMATS, help="output format (default markdown)")
+    report.add_argument("--reference", type=Path, default=None,
+                        help="CSV of published numbers to add as labelled rows, e.g. reports/published/coco.csv")
+    report.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="also draw R@K and rsum vs fraction")
+    report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
+    report.set_defaults(func=report_command)
+
+    check = subparsers.add_parser("check", help="fail when a run's metrics fall below a stored baseline")
+    check.add_argument("runs", nargs="+", type=Path, help="run folders or record files")
+    check.add_argument("--against", type=Path, required=True, help="baseline JSON, e.g. reports/baselines/NAME.json")
+    check.add_argument("--update", action="store_true", help="write the baseline from these runs instead of checking")
+    check.add_argument("--k", type=float, default=3.0, help="with --update: tolerance = k × seed std (default 3)")
+    check.add_argument("--floor", type=float, default=1.0, help="with --update: smallest tolerance in points (default 1)")
+    check.add_argument("--description", default="", help="with --update: what this baseline is")
+    check.set_defaults(func=check_command)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    runs = args.runs or [DEFAULT_RUN]
+    table = summary_table(records_frame(load_records(runs)))
+    reference = load_reference(args.reference) if args.reference else None
+    text = render(table, args.format, reference)
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    if args.plot:
+        plot(table, args.plot, reference)
+        print(f"wrote {args.plot}", file=sys.stderr if not args.output else sys.stdout)
+    return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.check import compare, load_baseline, make_baseline, write_baseline
+
+    if args.update:
+        baseline = make_baseline(args.runs, k=args.k, floor=args.floor, description=args.description)
+        write_baseline(args.against, baseline)
+        print(f"wrote {args.against}: {len(baseline['cells'])} cells, tolerances {baseline['tolerances']}")
+        return 0
+    baseline = load_baseline(args.against)
+    rows, failures = compare(args.runs, baseline)
+    if not baseline["cells"]:
+        raise BenchError(f"baseline {args.against} has no cells")
+    # On failure show what went wrong; otherwise one line per cell (its rsum).
+    shown = rows[rows["status"] != "ok"] if failures else rows[rows["metric"] == "rsum"]
+    print(tabulate(shown, headers="keys", tablefmt="github", showindex=False, floatfmt=".2f"))
+    if failures:
+        print(f"\n{len(failures)} problem(s) against {args.against}:")
+        for failure in failures:
+            print(f"  {failure}")
+        return 1
+    print(f"\nall {len(baseline['cells'])} cells within tolerance of {args.against}")
+    return 0

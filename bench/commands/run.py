@@ -1,0 +1,96 @@
+"""``bench models`` and ``bench run``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from bench.commands.common import add_dataset_arguments, load_from_args
+from bench.errors import BenchError
+from bench.models import known_models, parse_model_names
+from bench.nn.encoders import TEXT_ENCODERS
+from bench.provenance import resolve_device
+from bench.splits import POLICIES, parse_fractions, parse_seeds
+
+DEFAULT_OUT = Path("runs") / "default"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    models = subparsers.add_parser("models", help="list the registered models")
+    models.set_defaults(func=list_models)
+
+    run = subparsers.add_parser(
+        "run",
+        help="train and evaluate a grid of models × paired fractions × seeds",
+        description="Train every (model, fraction, seed) cell and write one JSON record per cell. "
+        "Rerunning the same command skips finished cells and resumes interrupted ones.",
+    )
+    add_dataset_arguments(run)
+    run.add_argument("--models", default="cca", help="comma-separated model names (default cca); see `bench models`")
+    run.add_argument("--fractions", default="100,50,25,10", help="paired percentages (default 100,50,25,10)")
+    run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    run.add_argument("--policy", default="overlap", choices=POLICIES, help="split policy (default overlap)")
+    run.add_argument("--profile", default="cpu", help="config profile: cpu (default) or paper")
+    run.add_argument("--text-encoders", default=None,
+                     help=f"comma-separated text encoders to run for models that have one ({', '.join(TEXT_ENCODERS)}); "
+                     "default: the profile's")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="[MODEL.]KEY=VALUE",
+                     help="override a config setting, e.g. --set vse.epochs=5 or --set epochs=5 (every model that has it)")
+    run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
+    run.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+    run.add_argument("--splits-dir", type=Path, default=None, help="split files folder (default: the repo's splits/)")
+    run.add_argument("--force", action="store_true", help="recompute finished cells")
+    run.add_argument("--quiet", action="store_true", help="no progress bars; one line per cell (for CI logs)")
+    run.set_defaults(func=run_command)
+
+
+def list_models(args: argparse.Namespace) -> int:
+    for spec in known_models():
+        aliases = f" (also: {', '.join(spec.aliases)})" if spec.aliases else ""
+        unpaired = "uses unpaired data" if spec.uses_unpaired else "pairs only"
+        print(f"{spec.name:6s} {spec.summary}; {unpaired}{aliases}")
+        profiles = ", ".join(spec.config_class.PROFILES)
+        print(f"{'':6s} profiles: {profiles}; settings: {', '.join(f.name for f in dataclasses.fields(spec.config_class))}")
+    return 0
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise BenchError(f"--set {item}: expected KEY=VALUE or MODEL.KEY=VALUE")
+        key, value = item.split("=", 1)
+        model, _, name = key.rpartition(".")
+        overrides.setdefault(model or "*", {})[name] = value
+    return overrides
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from bench.runner import build_cells, run_grid
+
+    specs = parse_model_names(args.models)
+    fractions, seeds = parse_fractions(args.fractions), parse_seeds(args.seeds)
+    text_encoders = [t.strip() for t in args.text_encoders.split(",")] if args.text_encoders else None
+    for encoder in text_encoders or []:
+        if encoder not in TEXT_ENCODERS:
+            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(TEXT_ENCODERS)}")
+    overrides = parse_overrides(args.overrides)
+    for name in overrides:
+        if name != "*" and name not in {s.name for s in specs}:
+            raise BenchError(f"--set names model '{name}', which is not in --models {args.models}")
+    for key in overrides.get("*", {}):
+        if not any(key in {f.name for f in dataclasses.fields(s.config_class)} for s in specs):
+            raise BenchError(f"--set {key}: no model in --models has that setting (see `bench models`)")
+    device = resolve_device(args.device)
+    dataset = load_from_args(args)
+    cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile, text_encoders, overrides)
+    summary = run_grid(cells, {s.name: s for s in specs}, dataset, args.out, device, force=args.force,
+                       quiet=args.quiet, splits_dir=args.splits_dir)
+    print(f"{len(summary.done)} cells trained, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
+          f"records in {args.out / 'records'}")
+    if summary.failed:
+        for name, message in summary.failed:
+            print(f"  failed: {name}: {message}")
+        return 1
+    return 0

@@ -1,0 +1,73 @@
+"""Where a result came from: code version, packages, machine."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+PACKAGES = ("torch", "torchvision", "numpy", "pandas", "pycocotools", "sentence-transformers",
+            "efficientnet-lite-pytorch", "partial-pairing-bench")
+
+
+def git_state(path: Path | None = None) -> dict:
+    """Commit and dirty flag of the repository holding this package (or ``path``)."""
+    try:
+        import git
+
+        repo = git.Repo(path or Path(__file__).resolve().parent, search_parent_directories=True)
+        try:
+            commit = repo.head.commit.hexsha
+        except ValueError:  # a repository without commits
+            commit = None
+        return {"commit": commit, "dirty": repo.is_dirty(untracked_files=False), "branch": _branch(repo)}
+    except Exception as error:  # not a checkout (installed from a wheel), or git missing
+        return {"commit": None, "dirty": None, "branch": None, "note": f"no git checkout ({type(error).__name__})"}
+
+
+def _branch(repo) -> str | None:
+    try:
+        return repo.active_branch.name
+    except (TypeError, ValueError):
+        return None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def environment(device: torch.device) -> dict:
+    return {
+        "git": git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "device": device_description(device),
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    from bench.errors import BenchError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but torch sees no GPU; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise BenchError(f"unknown device '{name}'; choose auto, cpu or cuda")
+    return torch.device(name)

@@ -1,0 +1,203 @@
+"""Read run records into a table: the paper's Recall@K table, retention, plots, baselines.
+
+Rows are grouped over seeds (mean, and std where there are several). Retention is the
+rsum at a fraction divided by the same model's rsum at 100 % paired. Published numbers
+come from a CSV and are labelled as such, so they are never mistaken for our runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
+RECALLS = METRICS[:-1]
+GROUP = ["dataset", "model", "text_encoder", "profile", "policy", "fraction"]
+MODEL_ORDER = {"cca": 0, "vse": 1, "jwae": 2, "mine": 3}
+HEADERS = {
+    "i2t_r1": "caption R@1", "i2t_r5": "caption R@5", "i2t_r10": "caption R@10",
+    "t2i_r1": "image R@1", "t2i_r5": "image R@5", "t2i_r10": "image R@10", "rsum": "rsum",
+}
+FORMATS = ("markdown", "github", "latex", "csv", "json", "html")
+
+
+def record_files(runs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for run in runs:
+        if run.is_file():
+            files.append(run)
+        elif (run / "records").is_dir():
+            files.extend(sorted((run / "records").glob("*.json")))
+        elif run.is_dir():
+            files.extend(sorted(run.glob("*.json")))
+        else:
+            raise BenchError(f"run folder not found: {run}")
+    return files
+
+
+def load_records(runs: list[Path], include_failed: bool = False) -> list[dict]:
+    records = []
+    for path in record_files(runs):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise BenchError(f"record {path} is not valid JSON ({error})") from None
+        if record.get("status") == "ok" or include_failed:
+            record["_path"] = str(path)
+            records.append(record)
+    return records
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        row = {**r["cell"], "name": r["name"]}
+        row["text_encoder"] = row.get("text_encoder") or r.get("model", {}).get("text_encoder") or "-"
+        row.update({m: r["metrics"][m] for m in METRICS})
+        row["protocol"] = r.get("protocol", "full")
+        rows.append(row)
+    if not rows:
+        raise BenchError("no finished records found; run `bench run` first (or check the folder)")
+    return pd.DataFrame(rows)
+
+
+def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, model, text encoder, profile, policy, fraction): mean, std, seeds, retention."""
+    grouped = frame.groupby(GROUP, dropna=False)
+    table = grouped[METRICS].mean()
+    std = grouped[METRICS].std(ddof=1).add_suffix("_std")
+    table = table.join(std)
+    table["seeds"] = grouped["seed"].nunique()
+    table = table.reset_index()
+    full = table[table["fraction"] == 100].set_index(GROUP[:-1])["rsum"]
+    keys = table.set_index(GROUP[:-1]).index
+    table["retention"] = [
+        row_rsum / full[key] if key in full.index and full[key] > 0 else np.nan
+        for key, row_rsum in zip(keys, table["rsum"])
+    ]
+    table["_order"] = table["model"].map(MODEL_ORDER).fillna(99)
+    table = table.sort_values(["dataset", "policy", "profile", "_order", "model", "text_encoder", "fraction"],
+                              ascending=[True, True, True, True, True, True, False])
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def _cell(mean: float, std: float, seeds: int, digits: int = 1) -> str:
+    if seeds > 1 and not np.isnan(std):
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The printed table: Model | Text | Paired % | six R@K | rsum | retention | seeds."""
+    rows = []
+    several_datasets = table["dataset"].nunique() > 1
+    for _, r in table.iterrows():
+        row = {}
+        if several_datasets:
+            row["Dataset"] = r["dataset"]
+        row["Model"] = r["model"]
+        row["Text"] = r["text_encoder"]
+        row["Paired %"] = f"{r['fraction']:g}"
+        for m in METRICS:
+            row[HEADERS[m]] = _cell(r[m], r[f"{m}_std"], int(r["seeds"]))
+        row["retention"] = "" if np.isnan(r["retention"]) else f"{r['retention']:.2f}"
+        row["seeds"] = int(r["seeds"])
+        rows.append(row)
+    for _, r in (reference if reference is not None else pd.DataFrame()).iterrows():
+        row = {"Dataset": "coco"} if several_datasets else {}
+        row.update({"Model": f"{r['model']} (published, COCO 1K)", "Text": "-", "Paired %": f"{r['fraction']:g}"})
+        for m in METRICS:
+            row[HEADERS[m]] = "–" if pd.isna(r.get(m)) else f"{r[m]:.1f}"
+        row.update({"retention": "", "seeds": ""})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_reference(path: Path) -> pd.DataFrame:
+    try:
+        reference = pd.read_csv(path)
+    except FileNotFoundError:
+        raise BenchError(f"reference file not found: {path}") from None
+    missing = {"model", "fraction"} - set(reference.columns)
+    if missing:
+        raise BenchError(f"reference file {path} lacks columns {sorted(missing)}")
+    for m in RECALLS:
+        if m not in reference.columns:
+            reference[m] = np.nan
+    if "rsum" not in reference.columns:
+        reference["rsum"] = reference[RECALLS].sum(axis=1, min_count=len(RECALLS))
+    return reference
+
+
+def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None) -> str:
+    from tabulate import tabulate
+
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown report format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt == "json":
+        rows = table.replace({np.nan: None}).to_dict(orient="records")
+        if reference is not None:
+            rows += [{**r, "source": "published, COCO 1K"} for r in reference.replace({np.nan: None}).to_dict("records")]
+        return json.dumps(rows, indent=2) + "\n"
+    shown = display_table(table, reference)
+    if fmt == "csv":
+        return shown.to_csv(index=False)
+    tablefmt = {"markdown": "pipe", "github": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
+    text = tabulate(shown, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
+    if fmt in ("markdown", "github"):
+        protocols = sorted(set(table.get("protocol", ["full"]))) if "protocol" in table else None
+        notes = ["caption R@K: image query -> captions (i2t); image R@K: caption query -> images (t2i).",
+                 "retention: rsum at this fraction / rsum at 100 % paired, same model and text encoder."]
+        if protocols:
+            notes.append(f"protocol: {', '.join(protocols)}")
+        text += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    return text + "\n"
+
+
+def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None) -> Path:
+    """R@1/5/10 both ways and rsum against the paired fraction, one line per model (and text encoder)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.io import atomic_write_bytes
+
+    panels = [("i2t_r1", "caption R@1"), ("i2t_r5", "caption R@5"), ("i2t_r10", "caption R@10"),
+              ("t2i_r1", "image R@1"), ("t2i_r5", "image R@5"), ("t2i_r10", "image R@10"),
+              ("rsum", "rsum"), ("retention", "retention (rsum / rsum at 100 %)")]
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
+    for (metric, title), ax in zip(panels, axes.flat):
+        for key, group in table.groupby(["dataset", "model", "text_encoder", "profile", "policy"], sort=False):
+            label = f"{key[1]} ({key[2]})" if key[2] != "-" else key[1]
+            if table["dataset"].nunique() > 1:
+                label = f"{key[0]}: {label}"
+            group = group.sort_values("fraction")
+            ax.plot(group["fraction"], group[metric], marker="o", label=label)
+            std = group.get(f"{metric}_std")
+            if std is not None and std.notna().any():
+                ax.fill_between(group["fraction"], group[metric] - std.fillna(0), group[metric] + std.fillna(0), alpha=0.15)
+        if reference is not None and metric in reference and reference[metric].notna().any():
+            for name, group in reference.groupby("model"):
+                group = group.dropna(subset=[metric]).sort_values("fraction")
+                ax.plot(group["fraction"], group[metric], linestyle="--", marker="x", alpha=0.6,
+                        label=f"{name} (published, COCO 1K)")
+        ax.set_title(title)
+        ax.set_xlabel("paired training images (%)")
+        ax.set_xticks(sorted(table["fraction"].unique()))
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=9)
+    fig.suptitle("Retrieval under partial pairing (test split)")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())

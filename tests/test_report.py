@@ -1,0 +1,82 @@
+"""The Recall@K report, published reference rows, plots, and `bench check` regressions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.report import load_records, load_reference, records_frame, render, summary_table
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def run_dir(small_synthetic, small_splits, tmp_path):
+    import torch
+
+    from bench.models import get_model_spec
+    from bench.runner import build_cells, run_grid
+
+    spec = get_model_spec("cca")
+    cells = build_cells("synthetic", [spec], [100, 50, 10], [0, 1], "overlap", "cpu", None, {})
+    run_grid(cells, {"cca": spec}, small_synthetic, tmp_path / "run", torch.device("cpu"), quiet=True,
+             splits_dir=small_splits)
+    return tmp_path / "run"
+
+
+def test_table_has_means_over_seeds_and_retention(run_dir):
+    table = summary_table(records_frame(load_records([run_dir])))
+    assert list(table["fraction"]) == [100, 50, 10]
+    assert (table["seeds"] == 2).all()
+    full = table.loc[table["fraction"] == 100, "rsum"].item()
+    ten = table.loc[table["fraction"] == 10]
+    assert ten["retention"].item() == pytest.approx(ten["rsum"].item() / full)
+    text = render(table, "markdown")
+    assert "±" in text  # several seeds show their spread
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "github", "latex", "csv", "json", "html"])
+def test_every_format_renders(run_dir, fmt):
+    table = summary_table(records_frame(load_records([run_dir])))
+    text = render(table, fmt, load_reference(REPO / "reports" / "published" / "coco.csv"))
+    assert "cca" in text
+    if fmt != "json":
+        assert "published, COCO 1K" in text
+
+
+def test_published_rows_only_when_asked(run_dir, capsys):
+    assert main(["report", str(run_dir)]) == 0
+    assert "published" not in capsys.readouterr().out
+    assert main(["report", str(run_dir), "--reference", str(REPO / "reports/published/coco.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "mine (published, COCO 1K)" in out and "64.6" in out
+
+
+def test_plot_is_written(run_dir, tmp_path):
+    target = tmp_path / "plot.png"
+    assert main(["report", str(run_dir), "--plot", str(target), "-o", str(tmp_path / "t.md")]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_passes_on_its_own_baseline_and_fails_on_a_lowered_metric(run_dir, tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    assert main(["check", str(run_dir), "--against", str(baseline), "--update"]) == 0
+    stored = json.loads(baseline.read_text())
+    assert stored["tolerances"]["rsum"] >= 3.0 and len(stored["cells"]) == 6
+    assert main(["check", str(run_dir), "--against", str(baseline)]) == 0
+
+    record_path = run_dir / "records" / "synthetic_cca_cpu_overlap_p50_seed1.json"
+    record = json.loads(record_path.read_text())
+    record["metrics"]["t2i_r5"] -= stored["tolerances"]["t2i_r5"] + 0.5
+    record_path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["check", str(run_dir), "--against", str(baseline)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "synthetic_cca_cpu_overlap_p50_seed1: t2i_r5" in out
+
+    record_path.unlink()
+    assert main(["check", str(run_dir), "--against", str(baseline)]) == 1
+    assert "missing" in capsys.readouterr().out

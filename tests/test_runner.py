@@ -1,0 +1,156 @@
+"""The grid runner: records, provenance, resume, failures, determinism, the kill-and-rerun case."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.models import ModelConfig, ModelSpec, RetrievalModel, get_model_spec
+from bench.runner import build_cells, run_grid
+from bench.schema import validation_errors
+
+
+def _grid(dataset, models, splits_dir, out, fractions=(100, 25), seeds=(0,), overrides=None, **kwargs):
+    specs = [get_model_spec(m) if isinstance(m, str) else m for m in models]
+    cells = build_cells(dataset.name, specs, list(fractions), list(seeds), "overlap", "cpu", None, overrides or {})
+    import torch
+
+    return run_grid(cells, {s.name: s for s in specs}, dataset, out, torch.device("cpu"), quiet=True,
+                    splits_dir=splits_dir, **kwargs)
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
+
+
+def test_cca_grid_writes_valid_records_with_provenance(small_synthetic, small_splits, tmp_path):
+    summary = _grid(small_synthetic, ["cca"], small_splits, tmp_path, fractions=(100, 50, 25, 10))
+    assert len(summary.done) == 4 and not summary.failed
+    records = _records(tmp_path)
+    assert len(records) == 4
+    for record in records.values():
+        assert validation_errors(record) == []
+        assert record["status"] == "ok"
+        assert record["provenance"]["git"].keys() >= {"commit", "dirty"}
+        assert record["data"]["split_sha256"] and record["data"]["ids_sha256"] == small_synthetic.ids_sha256
+        assert 0 <= record["metrics"]["i2t_r1"] <= 100
+    p10 = records["synthetic_cca_cpu_overlap_p10_seed0"]
+    assert p10["data"]["paired_images"] == 24 and p10["data"]["unpaired_images"] == 240
+
+
+def test_rerun_skips_finished_cells_and_force_recomputes(small_synthetic, small_splits, tmp_path):
+    _grid(small_synthetic, ["cca"], small_splits, tmp_path)
+    again = _grid(small_synthetic, ["cca"], small_splits, tmp_path)
+    assert len(again.skipped) == 2 and not again.done
+    changed = _grid(small_synthetic, ["cca"], small_splits, tmp_path, overrides={"cca": {"dim": "16"}})
+    assert len(changed.done) == 2  # another config hash is another result
+    forced = _grid(small_synthetic, ["cca"], small_splits, tmp_path, force=True)
+    assert len(forced.done) == 2
+
+
+def test_same_cell_twice_gives_the_same_metrics(small_synthetic, small_splits, tmp_path):
+    overrides = {"vse": {"embed_size": "32", "word_dim": "16", "epochs": "2", "batch_size": "32"}}
+    first, second = tmp_path / "a", tmp_path / "b"
+    _grid(small_synthetic, ["vse"], small_splits, first, fractions=(50,), overrides=overrides)
+    _grid(small_synthetic, ["vse"], small_splits, second, fractions=(50,), overrides=overrides)
+    (a,), (b,) = _records(first).values(), _records(second).values()
+    assert a["status"] == "ok", a.get("error")
+    assert a["metrics"] == b["metrics"]
+
+
+@dataclass(frozen=True)
+class _BrokenConfig(ModelConfig):
+    when: str = "fit"
+
+
+class _BrokenModel(RetrievalModel):
+    def fit(self, paired, unpaired, context):
+        raise FloatingPointError("loss became NaN at step 3")
+
+    def embed_images(self, features):  # pragma: no cover - never reached
+        raise AssertionError
+
+    def embed_captions(self, captions):  # pragma: no cover - never reached
+        raise AssertionError
+
+
+def test_a_failed_cell_is_recorded_and_the_grid_goes_on(small_synthetic, small_splits, tmp_path):
+    broken = ModelSpec(name="broken", factory=_BrokenModel, config_class=_BrokenConfig, summary="always fails")
+    summary = _grid(small_synthetic, [broken, "cca"], small_splits, tmp_path)
+    assert len(summary.failed) == 2 and len(summary.done) == 2
+    record = _records(tmp_path)["synthetic_broken_cpu_overlap_p100_seed0"]
+    assert record["status"] == "failed" and "NaN" in record["error"]["message"]
+    assert validation_errors(record) == []
+
+
+def test_missing_split_file_stops_before_training(small_synthetic, tmp_path):
+    with pytest.raises(BenchError, match="no split file"):
+        _grid(small_synthetic, ["cca"], tmp_path / "empty", tmp_path / "out")
+
+
+def test_cli_run_and_report_on_default_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--models", "cca", "--fractions", "100,10", "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out), "--format", "markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "| cca" in text and "retention" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--models", "nope"], "unknown model 'nope'"),
+        (["run", "--fractions", "0"], "outside (0, 100]"),
+        (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["run", "--dataset", "flickr8k", "--root", "/no/such/folder"], "dataset folder not found: /no/such/folder"),
+        (["run", "--set", "cca.nope=1"], "has no setting 'nope'"),
+        (["run", "--set", "cca.dim=abc"], "is not a int"),
+        (["report", "/no/such/run"], "run folder not found"),
+    ],
+)
+def test_bad_input_is_one_clear_line(argv, message, capsys, tmp_path):
+    assert main([*argv, *(["--out", str(tmp_path)] if argv[0] == "run" else [])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench: error:") and message in err[0]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_redoing_or_corrupting(tmp_path):
+    """Kill `bench run` with SIGKILL during the second cell, rerun, and check the grid."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--models", "vse", "--fractions", "100,50", "--out", str(out),
+           "--quiet", "--text-encoders", "gru",
+           "--set", "vse.epochs=6", "--set", "vse.embed_size=64", "--set", "vse.word_dim=32"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    second_cell = out / "work" / "synthetic_vse-gru_cpu_overlap_p50_seed0" / "checkpoint.pt"
+    deadline = time.time() + 600
+    while not second_cell.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert second_cell.exists(), process.stdout.read().decode() if process.poll() is not None else "timed out"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    first_record = out / "records" / "synthetic_vse-gru_cpu_overlap_p100_seed0.json"
+    finished_before = first_record.stat().st_mtime_ns
+    assert not (out / "records" / "synthetic_vse-gru_cpu_overlap_p50_seed0.json").exists()
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "1 cells trained, 1 already done" in rerun.stdout
+    assert first_record.stat().st_mtime_ns == finished_before  # not redone
+    records = _records(out)
+    assert len(records) == 2
+    resumed = records["synthetic_vse-gru_cpu_overlap_p50_seed0"]
+    assert validation_errors(resumed) == [] and resumed["status"] == "ok"
+    assert resumed["training"]["resumed_from_epoch"] is not None
+    assert not list(out.rglob("*.tmp"))  # no half-written file left behind
