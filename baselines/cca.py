@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from bench.models import (
     FitContext,
@@ -27,7 +28,7 @@ from bench.models import (
     l2_normalize,
     register_model,
 )
-from bench.text import Vocabulary, tokenize
+from bench.text import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,24 @@ class CCAModel(RetrievalModel):
         self.vocabulary = Vocabulary.build(paired.captions, cfg.min_count)
         self.vocabulary.save(context.workdir / "vocabulary.json")
         counts = self._counts(paired.captions)
-        document_frequency = (counts > 0).sum(0)
+        document_frequency = np.asarray((counts > 0).sum(0)).ravel()
         self.idf = np.log((1 + counts.shape[0]) / (1 + document_frequency)) + 1.0
-        text = self._tfidf(counts)
-        images = paired.features[paired.caption_to_image].astype(np.float64)
-        self.image_mean, self.image_std = images.mean(0), images.std(0) + 1e-6
-        images = (images - self.image_mean) / self.image_std
-        self.text_mean = text.mean(0)
-        x, y = images, text - self.text_mean
-        n = x.shape[0]
-        wx, wy = _inverse_sqrt(x.T @ x / n, cfg.reg), _inverse_sqrt(y.T @ y / n, cfg.reg)
-        u, correlations, vt = np.linalg.svd(wx @ (x.T @ y / n) @ wy)
+        text = self._tfidf(counts)  # sparse (n_captions, vocabulary)
+        # Every caption is one sample (image features repeated per caption). The image side
+        # only needs per-image weights, which keeps the covariances cheap on 30K captions.
+        weights = np.bincount(paired.caption_to_image, minlength=paired.n_images).astype(np.float64)
+        images = paired.features.astype(np.float64)
+        n = weights.sum()
+        self.image_mean = weights @ images / n
+        self.image_std = np.sqrt(weights @ (images - self.image_mean) ** 2 / n) + 1e-6
+        x = (images - self.image_mean) / self.image_std
+        self.text_mean = np.asarray(text.mean(axis=0)).ravel()
+        cov_xx = (x * weights[:, None]).T @ x / n
+        cov_yy = (text.T @ text).toarray() / n - np.outer(self.text_mean, self.text_mean)
+        # x is centred under the caption weights, so the text mean drops out of Cxy.
+        cov_xy = np.asarray((text.T @ x[paired.caption_to_image]).T) / n
+        wx, wy = _inverse_sqrt(cov_xx, cfg.reg), _inverse_sqrt(cov_yy, cfg.reg)
+        u, correlations, vt = np.linalg.svd(wx @ cov_xy @ wy, full_matrices=False)
         k = min(cfg.dim, len(correlations))
         scale = correlations[:k] ** cfg.power
         self.image_projection = (wx @ u[:, :k]) * scale
@@ -79,25 +87,28 @@ class CCAModel(RetrievalModel):
             ],
         )
 
-    def _counts(self, captions: list[str]) -> np.ndarray:
-        counts = np.zeros((len(captions), len(self.vocabulary)), dtype=np.float64)
+    def _counts(self, captions: list[str]):
+        rows, cols = [], []
         for row, caption in enumerate(captions):
             for token in self.vocabulary.encode(caption, add_start_end=False):
-                counts[row, token] += 1
-        counts[:, : self.vocabulary.unk_id + 1] = 0  # specials carry no content
-        return counts
+                if token > self.vocabulary.unk_id:  # specials carry no content
+                    rows.append(row)
+                    cols.append(token)
+        data = np.ones(len(rows), dtype=np.float64)
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(captions), len(self.vocabulary)))
 
-    def _tfidf(self, counts: np.ndarray) -> np.ndarray:
-        weighted = counts * self.idf
-        return weighted / np.maximum(np.linalg.norm(weighted, axis=1, keepdims=True), 1e-12)
+    def _tfidf(self, counts):
+        weighted = counts.multiply(self.idf[None, :]).tocsr()
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        return sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ weighted
 
     def embed_images(self, features: np.ndarray) -> torch.Tensor:
         x = (np.asarray(features, dtype=np.float64) - self.image_mean) / self.image_std
         return l2_normalize(torch.from_numpy(x @ self.image_projection).float())
 
     def embed_captions(self, captions: list[str]) -> torch.Tensor:
-        y = self._tfidf(self._counts(captions)) - self.text_mean
-        return l2_normalize(torch.from_numpy(y @ self.text_projection).float())
+        y = self._tfidf(self._counts(captions)) @ self.text_projection - self.text_mean @ self.text_projection
+        return l2_normalize(torch.from_numpy(np.asarray(y)).float())
 
     def describe(self) -> dict:
         return {"text_encoder": "tfidf", "vocabulary_size": len(self.vocabulary)}
