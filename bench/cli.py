@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "bench.features",
     "bench.commands.run",
     "bench.commands.report",
+    "bench.commands.benchmark",
 ]
 
 
