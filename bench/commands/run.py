@@ -39,6 +39,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      help="override a config setting, e.g. --set vse.epochs=5 or --set epochs=5 (every model that has it)")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
     run.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+    run.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for torch (default: torch's own choice); 1 is fastest when other jobs share the cores")
     run.add_argument("--splits-dir", type=Path, default=None, help="split files folder (default: the repo's splits/)")
     run.add_argument("--force", action="store_true", help="recompute finished cells")
     run.add_argument("--quiet", action="store_true", help="no progress bars; one line per cell (for CI logs)")
@@ -83,6 +85,12 @@ def run_command(args: argparse.Namespace) -> int:
         if not any(key in {f.name for f in dataclasses.fields(s.config_class)} for s in specs):
             raise BenchError(f"--set {key}: no model in --models has that setting (see `bench models`)")
     device = resolve_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BenchError(f"--threads {args.threads}: give a positive number of threads")
+        import torch
+
+        torch.set_num_threads(args.threads)
     dataset = load_from_args(args)
     cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile, text_encoders, overrides)
     summary = run_grid(cells, {s.name: s for s in specs}, dataset, args.out, device, force=args.force,
