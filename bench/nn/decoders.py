@@ -30,6 +30,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 # -- decoders ----------------------------------------------------------------------------
 
@@ -71,8 +72,9 @@ class GRUTextDecoder(nn.Module):
     Input at step t: ``[W_c code ; E(token_t)]`` (the code projected to ``word_dim`` and
     concatenated to every input word, as in the JWAE authors' decoder), initial state zero;
     ``num_layers`` stacked GRU layers of ``hidden_size``; a linear layer to vocabulary
-    logits. Padding after a sentence's end can't influence earlier steps (the GRU is
-    causal), so sequences are run padded and padded targets are ignored by the loss.
+    logits. :meth:`nll` runs packed sequences and scores only real target tokens, so padding
+    costs nothing; :meth:`forward` returns the padded log-probabilities for inspection (the
+    GRU is causal, so padding after a sentence's end can't change its predictions).
     """
 
     def __init__(self, vocab_size: int, code_dim: int, word_dim: int = 300, hidden_size: int = 1024,
@@ -95,20 +97,39 @@ class GRUTextDecoder(nn.Module):
         (``w1 .. wn <end>``)."""
         return tokens[:, :-1], tokens[:, 1:]
 
-    def forward(self, code: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token log-probabilities ``(batch, len - 1, vocab)`` for padded ``tokens`` (with
-        ``<start>``/``<end>``), aligned with the targets of :meth:`split`."""
-        inputs, _ = self.split(tokens)
+    def _states(self, code: torch.Tensor, inputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Top-layer GRU states ``(batch, steps, hidden)`` for teacher-forced ``inputs``
+        (word dropout applied in training mode); packed when ``lengths`` (input lengths) are given."""
         if self.training:
             inputs = word_dropout(inputs, self.word_dropout, self.unk_id, (self.pad_id, self.start_id))
         words = self.embed(inputs)
         condition = self.code_proj(code)[:, None, :].expand(-1, words.shape[1], -1)
-        states, _ = self.rnn(torch.cat([condition, words], dim=2))
-        return F.log_softmax(self.out(states), dim=-1)
+        sequence = torch.cat([condition, words], dim=2)
+        if lengths is None:
+            return self.rnn(sequence)[0]
+        packed = pack_padded_sequence(sequence, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=inputs.shape[1])[0]
 
-    def nll(self, code: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Per-sentence NLL ``(batch,)``: summed over each sentence's real target tokens."""
-        return sequence_nll(self(code, tokens), self.split(tokens)[1], self.pad_id)
+    def forward(self, code: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token log-probabilities ``(batch, len - 1, vocab)`` for padded ``tokens`` (with
+        ``<start>``/``<end>``), aligned with the targets of :meth:`split`."""
+        inputs, _ = self.split(tokens)
+        return F.log_softmax(self.out(self._states(code, inputs, None)), dim=-1)
+
+    def nll(self, code: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sentence NLL ``(batch,)``, summed over each sentence's real target tokens.
+
+        ``lengths`` are the token counts with ``<start>``/``<end>`` (as :class:`TokenizedCaptions`
+        gives them); without them they are counted from the padding.
+        """
+        inputs, targets = self.split(tokens)
+        if lengths is None:
+            lengths = (tokens != self.pad_id).sum(dim=1)
+        states = self._states(code, inputs, (lengths - 1).clamp_min(1))
+        real = targets != self.pad_id
+        token_nll = F.cross_entropy(self.out(states[real]), targets[real], reduction="none")
+        rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None].expand_as(targets)[real]
+        return torch.zeros(tokens.shape[0], dtype=token_nll.dtype, device=tokens.device).index_add(0, rows, token_nll)
 
 
 # -- reconstruction losses ------------------------------------------------------------------
