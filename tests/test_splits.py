@@ -101,3 +101,15 @@ def test_cli_make_then_verify(tmp_path, capsys):
     assert main(["splits", "verify", "--dir", str(tmp_path)]) == 0
     assert main(["splits", "make", "--fractions", "150", "--dir", str(tmp_path)]) == 2
     assert "outside (0, 100]" in capsys.readouterr().err
+
+
+def test_export_precomp_cuts_train_to_the_paired_images(tmp_path, capsys):
+    from bench.data import load_dataset
+    from bench.data.precomp import load_precomp
+
+    assert main(["data", "export-precomp", "--fraction", "25", "--seed", "1", "--out", str(tmp_path)]) == 0
+    exported = load_precomp(tmp_path)
+    synthetic = load_dataset("synthetic")
+    split = PairingSplit.from_file(default_splits_dir() / "synthetic" / "synthetic_overlap_p25_seed1.json")
+    assert exported.train.image_ids == split.paired_image_ids
+    assert exported.test.captions == synthetic.test.captions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.commands.common import add_dataset_arguments, load_from_args
 from bench.data import get_dataset_info, known_datasets
@@ -17,6 +18,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("name", help="dataset name")
     add_dataset_arguments(info, default=None)
     info.set_defaults(func=dataset_info)
+    export = sub.add_parser(
+        "export-precomp",
+        help="write a dataset in the VSE++/SCAN precomp format, the training split cut to a split file's pairs",
+        description="Writes {train,dev,test}_ims.npy, _caps.txt and _ids.txt so a reference implementation "
+        "(e.g. VSE++ with --data_name precomp) trains on exactly the paired images of one split file.",
+    )
+    add_dataset_arguments(export)
+    export.add_argument("--fraction", default="100", help="paired percentage of the split file to use (default 100)")
+    export.add_argument("--seed", type=int, default=0, help="seed of the split file (default 0)")
+    export.add_argument("--policy", default="overlap", help="policy of the split file (default overlap)")
+    export.add_argument("--out", type=Path, required=True, help="folder to write")
+    export.set_defaults(func=export_command)
 
 
 def list_datasets(args: argparse.Namespace) -> int:
@@ -47,4 +60,15 @@ def describe(dataset) -> list[str]:
 def dataset_info(args: argparse.Namespace) -> int:
     dataset = load_from_args(args, args.name)
     print("\n".join(describe(dataset)))
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from bench.data.precomp import export_precomp
+    from bench.splits import load_split, parse_fraction
+
+    dataset = load_from_args(args)
+    split, split_file = load_split(dataset, parse_fraction(args.fraction), args.seed, args.policy)
+    written = export_precomp(dataset, args.out, image_ids={"train": split.paired_image_ids})
+    print(f"wrote {len(written)} files to {args.out} (train = the {len(split.paired_image_ids)} paired images of {split_file})")
     return 0
