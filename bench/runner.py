@@ -171,6 +171,11 @@ def record_path(out: Path, cell: Cell) -> Path:
     return out / "records" / f"{cell.name}.json"
 
 
+def work_dir(out: Path, cell: Cell) -> Path:
+    """Checkpoints and vocabulary of one cell; keyed by the config hash so a changed config never resumes a stale one."""
+    return out / "work" / f"{cell.name}-{cell.config_hash[:12]}"
+
+
 def read_record(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -214,7 +219,7 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, out: Path, device: t
             "test_images": dataset.test.n_images,
             "test_captions": dataset.test.n_captions,
         }
-        workdir = out / "work" / cell.name
+        workdir = work_dir(out, cell)
         workdir.mkdir(parents=True, exist_ok=True)
         seed_everything(cell.seed)
         model = spec.factory(cell.config)
@@ -268,8 +273,7 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
             summary.skipped.append(cell.name)
             continue
         if force:
-            checkpoint_dir = out / "work" / cell.name
-            for stale in checkpoint_dir.glob("*.pt"):
+            for stale in work_dir(out, cell).glob("*.pt"):
                 stale.unlink()
         record = run_cell(cell, specs[cell.model], dataset, out, device, quiet, splits_dir)
         if record["status"] == "ok":

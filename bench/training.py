@@ -92,9 +92,14 @@ def run_training(
             saved = torch.load(path, map_location=context.device, weights_only=False)
         except Exception as error:  # a torn file can't happen (atomic writes), but a foreign one can
             raise BenchError(f"checkpoint {path} can't be read ({error}); delete it or rerun with --force") from None
-        for group, live in (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers)):
-            for name, obj in live.items():
-                obj.load_state_dict(saved[group][name])
+        try:
+            for group, live in (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers)):
+                for name, obj in live.items():
+                    obj.load_state_dict(saved[group][name])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise BenchError(
+                f"checkpoint {path} was made with other settings ({type(error).__name__}); delete it or rerun with --force"
+            ) from None
         _set_rng_state(saved["rng"])
         start_epoch, best_rsum, best_state = saved["epoch"] + 1, saved["best_rsum"], saved["best_state"]
         result.validation_curve = saved["curve"]

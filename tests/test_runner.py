@@ -59,7 +59,7 @@ def test_rerun_skips_finished_cells_and_force_recomputes(small_synthetic, small_
 
 
 def test_same_cell_twice_gives_the_same_metrics(small_synthetic, small_splits, tmp_path):
-    overrides = {"vse": {"embed_size": "32", "word_dim": "16", "epochs": "2", "batch_size": "32"}}
+    overrides = {"vse": {"embed_size": "32", "word_dim": "16", "epochs": "2", "batch_size": "32", "text_encoder": "gru"}}
     first, second = tmp_path / "a", tmp_path / "b"
     _grid(small_synthetic, ["vse"], small_splits, first, fractions=(50,), overrides=overrides)
     _grid(small_synthetic, ["vse"], small_splits, second, fractions=(50,), overrides=overrides)
@@ -133,11 +133,12 @@ def test_killed_run_resumes_without_redoing_or_corrupting(tmp_path):
            "--set", "vse.epochs=6", "--set", "vse.embed_size=64", "--set", "vse.word_dim=32"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    second_cell = out / "work" / "synthetic_vse-gru_cpu_overlap_p50_seed0" / "checkpoint.pt"
+    second_cell = out / "work"
+    checkpoint = lambda: list(second_cell.glob("synthetic_vse-gru_cpu_overlap_p50_seed0-*/checkpoint.pt"))  # noqa: E731
     deadline = time.time() + 600
-    while not second_cell.exists() and time.time() < deadline and process.poll() is None:
+    while not checkpoint() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
-    assert second_cell.exists(), process.stdout.read().decode() if process.poll() is not None else "timed out"
+    assert checkpoint(), process.stdout.read().decode() if process.poll() is not None else "timed out"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     first_record = out / "records" / "synthetic_vse-gru_cpu_overlap_p100_seed0.json"
