@@ -1,0 +1,60 @@
+"""The model registry: names, aliases, profiles, overrides and entry-point plugins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+import bench.models as models
+from bench.cli import main
+from bench.errors import BenchError
+from bench.models import ModelConfig, ModelSpec, apply_overrides, get_model_spec, parse_model_names
+
+
+def test_names_and_aliases_resolve():
+    assert [s.name for s in parse_model_names("vse++,unimodel,jwae,cca")] == ["vse", "mine", "jwae", "cca"]
+    with pytest.raises(BenchError, match="known models: cca, jwae, mine, vse"):
+        get_model_spec("clip")
+
+
+def test_profiles_differ_and_overrides_are_typed():
+    spec = get_model_spec("vse")
+    paper, cpu = spec.config_class.for_profile("paper"), spec.config_class.for_profile("cpu")
+    assert paper.embed_size == 1024 and paper.epochs == 30 and cpu.epochs < paper.epochs
+    changed = apply_overrides(cpu, {"epochs": "3", "max_violation": "false", "lr": "1e-3"})
+    assert (changed.epochs, changed.max_violation, changed.lr) == (3, False, 1e-3)
+    with pytest.raises(BenchError, match="unknown profile 'gpu'"):
+        spec.config_class.for_profile("gpu")
+
+
+def test_bench_models_lists_every_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cca", "vse", "jwae", "mine"):
+        assert f"\n{name}" in "\n" + out
+
+
+@dataclass(frozen=True)
+class _PluginConfig(ModelConfig):
+    size: int = 3
+
+
+def test_entry_point_plugins_are_registered(monkeypatch):
+    spec = ModelSpec(name="plugin", factory=lambda config: None, config_class=_PluginConfig, summary="from a plugin")
+
+    class _EntryPoint:
+        def load(self):
+            return lambda: [spec]
+
+    import importlib.metadata
+
+    def fake_entry_points(group=None):
+        return [_EntryPoint()] if group == models.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(models, "_loaded", False)
+    try:
+        assert get_model_spec("plugin") is spec
+    finally:
+        models.MODELS.pop("plugin", None)
