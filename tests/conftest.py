@@ -10,6 +10,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests train tiny models: one intra-op thread is several times faster than two
+    fighting over shared cores, and it keeps float reductions in one order."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def shared_data_root() -> Path:
     """The real datasets: ``$BENCH_SHARED_DATA``, else ``../shared/data`` beside the repo."""
     env = os.environ.get("BENCH_SHARED_DATA")

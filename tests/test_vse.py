@@ -16,15 +16,6 @@ from bench.models import FitContext, PairedData, UnpairedData, get_model_spec
 from bench.nn.encoders import GRUTextEncoder, ImageEncoder
 from bench.nn.losses import hinge_ranking_loss
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models here run several times faster on one thread than on two busy shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # -- the hinge loss on a hand-computed 3x3 example -------------------------------------
 # scores[i, j] = similarity of image i and caption j; positives on the diagonal (0.9, 0.6, 0.4).
 SCORES = [
@@ -111,7 +102,7 @@ def test_last_token_state_with_mixed_lengths(normalize):
 
 def test_image_encoder_and_word_embedding_init():
     torch.manual_seed(2)
-    image = ImageEncoder(feature_dim=300, embed_size=200)
+    image = ImageEncoder(300, embed_size=200)
     bound = math.sqrt(6.0 / (300 + 200))  # Xavier-uniform: U(-b, b), b = sqrt(6 / (fan_in + fan_out))
     weight = image.fc.weight.detach()
     assert weight.abs().max() <= bound

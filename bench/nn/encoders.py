@@ -30,19 +30,28 @@ from bench.text import Vocabulary
 TEXT_ENCODERS = ("gru", "minilm")
 
 
-class ImageEncoder(nn.Module):
-    """Precomputed CNN features -> one linear layer (Xavier-uniform, zero bias) -> optional L2 norm."""
+class LinearEncoder(nn.Module):
+    """Input vectors -> one linear layer (Xavier-uniform, zero bias) -> optional L2 norm.
 
-    def __init__(self, feature_dim: int, embed_size: int, normalize: bool = True) -> None:
+    The VSE++ image encoder on precomputed CNN features, and the trainable projection on
+    frozen sentence vectors (the two are the same layer on different inputs).
+    """
+
+    def __init__(self, input_dim: int, embed_size: int, normalize: bool = True) -> None:
         super().__init__()
-        self.fc = nn.Linear(feature_dim, embed_size)
+        self.fc = nn.Linear(input_dim, embed_size)
         self.normalize = normalize
         nn.init.xavier_uniform_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        out = self.fc(features)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        out = self.fc(inputs)
         return l2_normalize(out) if self.normalize else out
+
+
+# Names that say which side each one encodes.
+ImageEncoder = LinearEncoder
+SentenceProjection = LinearEncoder
 
 
 class GRUTextEncoder(nn.Module):
@@ -60,21 +69,6 @@ class GRUTextEncoder(nn.Module):
         packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, hidden = self.rnn(packed)  # hidden[-1][b] is the top layer's state at b's last real token
         out = hidden[-1]
-        return l2_normalize(out) if self.normalize else out
-
-
-class SentenceProjection(nn.Module):
-    """Frozen sentence vectors -> trainable linear projection -> optional L2 norm."""
-
-    def __init__(self, input_dim: int, embed_size: int, normalize: bool = True) -> None:
-        super().__init__()
-        self.fc = nn.Linear(input_dim, embed_size)
-        self.normalize = normalize
-        nn.init.xavier_uniform_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
-
-    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
-        out = self.fc(vectors)
         return l2_normalize(out) if self.normalize else out
 
 
