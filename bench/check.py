@@ -24,8 +24,9 @@ SCHEMA_VERSION = 1
 
 
 def tolerances_from_seeds(frame: pd.DataFrame, k: float, floor: float) -> tuple[dict[str, float], dict[str, float]]:
-    keys = ["dataset", "model", "text_encoder", "profile", "policy", "fraction"]
-    spread = frame.groupby(keys, dropna=False)[METRICS].std(ddof=1).max()
+    from bench.report import GROUP
+
+    spread = frame.groupby(GROUP, dropna=False)[METRICS].std(ddof=1).max()
     observed = {m: (None if pd.isna(spread[m]) else round(float(spread[m]), 3)) for m in METRICS}
     tolerances = {}
     for m in METRICS:

@@ -17,7 +17,7 @@ from bench.errors import BenchError
 
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 RECALLS = METRICS[:-1]
-GROUP = ["dataset", "model", "text_encoder", "profile", "policy", "fraction"]
+GROUP = ["dataset", "model", "label", "text_encoder", "profile", "policy", "fraction"]
 MODEL_ORDER = {"cca": 0, "vse": 1, "jwae": 2, "mine": 3}
 HEADERS = {
     "i2t_r1": "caption R@1", "i2t_r5": "caption R@5", "i2t_r10": "caption R@10",
@@ -58,6 +58,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
     for r in records:
         row = {**r["cell"], "name": r["name"]}
         row["text_encoder"] = row.get("text_encoder") or r.get("model", {}).get("text_encoder") or "-"
+        row["label"] = row.get("label") or ""
         row.update({m: r["metrics"][m] for m in METRICS})
         row["protocol"] = r.get("protocol", "full")
         rows.append(row)
@@ -81,8 +82,8 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         for key, row_rsum in zip(keys, table["rsum"])
     ]
     table["_order"] = table["model"].map(MODEL_ORDER).fillna(99)
-    table = table.sort_values(["dataset", "policy", "profile", "_order", "model", "text_encoder", "fraction"],
-                              ascending=[True, True, True, True, True, True, False])
+    table = table.sort_values(["dataset", "policy", "profile", "_order", "model", "text_encoder", "label", "fraction"],
+                              ascending=[True, True, True, True, True, True, True, False])
     return table.drop(columns="_order").reset_index(drop=True)
 
 
@@ -100,7 +101,7 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None) ->
         row = {}
         if several_datasets:
             row["Dataset"] = r["dataset"]
-        row["Model"] = r["model"]
+        row["Model"] = f"{r['model']} [{r['label']}]" if r["label"] else r["model"]
         row["Text"] = r["text_encoder"]
         row["Paired %"] = f"{r['fraction']:g}"
         for m in METRICS:
@@ -173,8 +174,10 @@ def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None)
               ("rsum", "rsum"), ("retention", "retention (rsum / rsum at 100 %)")]
     fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
     for (metric, title), ax in zip(panels, axes.flat):
-        for key, group in table.groupby(["dataset", "model", "text_encoder", "profile", "policy"], sort=False):
+        for key, group in table.groupby(["dataset", "model", "text_encoder", "profile", "policy", "label"], sort=False):
             label = f"{key[1]} ({key[2]})" if key[2] != "-" else key[1]
+            if key[5]:
+                label += f" [{key[5]}]"
             if table["dataset"].nunique() > 1:
                 label = f"{key[0]}: {label}"
             group = group.sort_values("fraction")

@@ -55,6 +55,7 @@ class Cell:
     profile: str
     text_encoder: str | None  # None for models without a choice of text encoder
     config: Any = field(compare=False)
+    label: str | None = None  # names a variant (e.g. an ablation) so its records don't replace the base model's
 
     @property
     def config_hash(self) -> str:
@@ -64,16 +65,19 @@ class Cell:
     @property
     def name(self) -> str:
         encoder = f"-{self.text_encoder}" if self.text_encoder else ""
-        return (f"{self.dataset}_{self.model}{encoder}_{self.profile}_{self.policy}"
+        label = f"-{self.label}" if self.label else ""
+        return (f"{self.dataset}_{self.model}{encoder}{label}_{self.profile}_{self.policy}"
                 f"_p{format_fraction(self.fraction)}_seed{self.seed}")
 
     def describe(self) -> dict:
         return {"dataset": self.dataset, "model": self.model, "fraction": self.fraction, "seed": self.seed,
-                "policy": self.policy, "profile": self.profile, "text_encoder": self.text_encoder}
+                "policy": self.policy, "profile": self.profile, "text_encoder": self.text_encoder,
+                "label": self.label}
 
 
 def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], seeds: list[int], policy: str,
-                profile: str, text_encoders: list[str] | None, overrides: dict[str, dict[str, str]]) -> list[Cell]:
+                profile: str, text_encoders: list[str] | None, overrides: dict[str, dict[str, str]],
+                label: str | None = None) -> list[Cell]:
     cells = []
     for spec in specs:
         names = {f.name for f in dataclasses.fields(spec.config_class)}
@@ -90,7 +94,7 @@ def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], se
             chosen = getattr(config, "text_encoder", None) if has_text_choice else None
             for seed in seeds:
                 for fraction in fractions:
-                    cells.append(Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config))
+                    cells.append(Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config, label))
     return cells
 
 

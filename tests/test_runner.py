@@ -155,3 +155,16 @@ def test_killed_run_resumes_without_redoing_or_corrupting(tmp_path):
     assert validation_errors(resumed) == [] and resumed["status"] == "ok"
     assert resumed["training"]["resumed_from_epoch"] is not None
     assert not list(out.rglob("*.tmp"))  # no half-written file left behind
+
+
+def test_a_labelled_variant_gets_its_own_records_and_rows(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--models", "cca", "--fractions", "100", "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--models", "cca", "--fractions", "100", "--out", str(out), "--quiet",
+                 "--label", "dim16", "--set", "cca.dim=16"]) == 0
+    assert sorted(_records(out)) == ["synthetic_cca-dim16_cpu_overlap_p100_seed0", "synthetic_cca_cpu_overlap_p100_seed0"]
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| cca [dim16]" in table and "| cca  " in table
+    assert main(["run", "--models", "cca", "--label", "bad label", "--out", str(out)]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 
 from bench.commands.common import add_dataset_arguments, load_from_args
@@ -37,6 +38,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      "default: the profile's")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="[MODEL.]KEY=VALUE",
                      help="override a config setting, e.g. --set vse.epochs=5 or --set epochs=5 (every model that has it)")
+    run.add_argument("--label", default=None,
+                     help="name this variant (e.g. an ablation: --label no-cyclic --set mine.w_cyclic=0); "
+                     "it becomes part of the cell names and a row of its own in the report")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
     run.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
     run.add_argument("--threads", type=int, default=None,
@@ -92,7 +96,10 @@ def run_command(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     dataset = load_from_args(args)
-    cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile, text_encoders, overrides)
+    if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+]*", args.label):
+        raise BenchError(f"--label '{args.label}': use letters, digits, '.' and '+' only")
+    cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile, text_encoders, overrides,
+                        args.label)
     summary = run_grid(cells, {s.name: s for s in specs}, dataset, args.out, device, force=args.force,
                        quiet=args.quiet, splits_dir=args.splits_dir)
     print(f"{len(summary.done)} cells trained, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
