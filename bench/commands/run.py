@@ -96,8 +96,8 @@ def run_command(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     dataset = load_from_args(args)
-    if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+]*", args.label):
-        raise BenchError(f"--label '{args.label}': use letters, digits, '.' and '+' only")
+    if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", args.label):
+        raise BenchError(f"--label '{args.label}': use letters, digits, '.', '+' and '-' only")
     cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile, text_encoders, overrides,
                         args.label)
     summary = run_grid(cells, {s.name: s for s in specs}, dataset, args.out, device, force=args.force,
