@@ -103,6 +103,10 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None) ->
             row["Dataset"] = r["dataset"]
         row["Model"] = f"{r['model']} [{r['label']}]" if r["label"] else r["model"]
         row["Text"] = r["text_encoder"]
+        # Profile and policy get a column only when the table mixes them.
+        for column in ("profile", "policy"):
+            if table[column].nunique() > 1:
+                row[column.capitalize()] = r[column]
         row["Paired %"] = f"{r['fraction']:g}"
         for m in METRICS:
             row[HEADERS[m]] = _cell(r[m], r[f"{m}_std"], int(r["seeds"]))
