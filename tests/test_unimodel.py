@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.data.synthetic import generate
 from bench.metrics import evaluate
-from bench.models import FitContext, PairedData, UnpairedData, get_model_spec
+from bench.models import FitContext, get_model_spec
 from bench.nn.losses import hinge_ranking_loss
 from bench.runner import subsets
 from bench.splits import make_split
@@ -21,7 +21,7 @@ from bench.text import Vocabulary
 from unimodel import losses as L
 from unimodel.model import UnimodelConfig, UnimodelModel, epoch_batches, training_pools
 from unimodel.objective import CRITIC_WEIGHTS, MODEL_LOSS_WEIGHTS, Batch, Forward
-from unimodel.parts import Critic, Parts, ResidualMLP
+from unimodel.parts import Critic, Parts
 
 TINY = dict(
     image_embed_dim="32", image_hidden="32", text_embed_dim="32", word_dim="16", decoder_hidden="32",
