@@ -494,12 +494,8 @@ class JWAEModel(RetrievalModel):
             raise BenchError("the jwae model has not been fitted yet")
 
     def _embed(self, module: nn.Module, encode, n: int) -> torch.Tensor:
-        was_training = module.training
-        module.eval()
-        try:
-            return embed_in_batches(lambda idx: l2_normalize(encode(idx)), n, self.config.eval_batch_size)
-        finally:
-            module.train(was_training)
+        return embed_in_batches(lambda idx: l2_normalize(encode(idx)), n, self.config.eval_batch_size,
+                                modules=[module])
 
     def embed_images(self, features: np.ndarray) -> torch.Tensor:
         self._require_fitted()

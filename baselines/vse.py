@@ -205,26 +205,16 @@ class VSEModel(RetrievalModel):
     def embed_images(self, features: np.ndarray) -> torch.Tensor:
         self._require_fitted()
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-        was_training = self.image_encoder.training
-        self.image_encoder.eval()
-        try:
-            return embed_in_batches(lambda idx: self.image_encoder(x[idx].to(self.device)), x.shape[0],
-                                    self.config.eval_batch_size)
-        finally:
-            self.image_encoder.train(was_training)
+        return embed_in_batches(lambda idx: self.image_encoder(x[idx].to(self.device)), x.shape[0],
+                                self.config.eval_batch_size, modules=[self.image_encoder])
 
     def embed_captions(self, captions: list[str]) -> torch.Tensor:
         self._require_fitted()
         return self._embed_prepared(self.pipeline.prepare(list(captions)))
 
     def _embed_prepared(self, prepared) -> torch.Tensor:
-        was_training = self.text_encoder.training
-        self.text_encoder.eval()
-        try:
-            return embed_in_batches(lambda idx: self.text_encoder(*prepared.batch(idx, self.device)), len(prepared),
-                                    self.config.eval_batch_size)
-        finally:
-            self.text_encoder.train(was_training)
+        return embed_in_batches(lambda idx: self.text_encoder(*prepared.batch(idx, self.device)), len(prepared),
+                                self.config.eval_batch_size, modules=[self.text_encoder])
 
     def describe(self) -> dict:
         if self.pipeline is not None:

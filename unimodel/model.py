@@ -482,13 +482,8 @@ class UnimodelModel(RetrievalModel):
             raise BenchError("the mine model has not been fitted yet")
 
     def _embed(self, encode, n: int) -> torch.Tensor:
-        modes = [(m, m.training) for _, m in self.parts.items()]
-        self.parts.train(False)
-        try:
-            return embed_in_batches(encode, n, self.config.eval_batch_size)
-        finally:
-            for module, mode in modes:
-                module.train(mode)
+        return embed_in_batches(encode, n, self.config.eval_batch_size,
+                                modules=[module for _, module in self.parts.items()])
 
     def _embed_features(self, features: torch.Tensor) -> torch.Tensor:
         parts = self.parts

