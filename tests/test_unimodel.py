@@ -21,7 +21,7 @@ from bench.text import Vocabulary
 from unimodel import losses as L
 from unimodel.model import UnimodelConfig, UnimodelModel, epoch_batches, training_pools
 from unimodel.objective import CRITIC_WEIGHTS, MODEL_LOSS_WEIGHTS, Batch, Forward
-from unimodel.parts import Critic, Parts
+from unimodel.parts import Critic, Parts, ResidualMLP
 
 TINY = dict(
     image_embed_dim="32", image_hidden="32", text_embed_dim="32", word_dim="16", decoder_hidden="32",
@@ -180,6 +180,21 @@ def test_each_chain_composes_the_right_parts_in_order():
     c = parts.text_chains(p, detach_pseudo=False)
     assert log == ["Et", "Gt", "Gv", "Ev", "Gt"]  # the pseudo code is the cycle's back code
     assert torch.equal(c.cycle, Gt(Ev(Gv(Et(p))))) and c.pseudo_code is c.back_code
+
+
+def test_linear_start_mlp_begins_as_its_shortcut_and_dropout_acts_only_in_training():
+    torch.manual_seed(0)
+    x = torch.randn(8, 6)
+    mlp = ResidualMLP(6, 4, hidden=10, blocks=1, linear_start=True, dropout=0.5)
+    mlp.eval()
+    assert torch.allclose(mlp(x), mlp.shortcut(x))
+    assert torch.equal(mlp(x), mlp(x))  # no dropout at evaluation
+    default = ResidualMLP(6, 4, hidden=10, blocks=1)
+    assert not torch.allclose(default(x), default.shortcut(x))
+    with torch.no_grad():
+        mlp.out.weight.normal_()  # once the non-linear path is non-zero, dropout changes training outputs
+    mlp.train()
+    assert not torch.equal(mlp(x), mlp(x))
 
 
 def test_the_pseudo_target_translation_gets_no_gradient_when_detached():

@@ -42,34 +42,41 @@ def _linear(in_dim: int, out_dim: int, bias: bool = True) -> nn.Linear:
 
 
 class ResidualBlock(nn.Module):
-    """``x + Linear(ReLU(Linear(LayerNorm(x))))`` (pre-norm residual block)."""
+    """``x + Linear(Dropout(ReLU(Linear(LayerNorm(x)))))`` (pre-norm residual block)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.fc1 = _linear(width, width)
+        self.drop = nn.Dropout(dropout)
         self.fc2 = _linear(width, width)
         nn.init.zeros_(self.fc2.weight)  # each block starts as the identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.fc2(torch.relu(self.fc1(self.norm(x))))
+        return x + self.fc2(self.drop(torch.relu(self.fc1(self.norm(x)))))
 
 
 class ResidualMLP(nn.Module):
     """``in -> hidden -> blocks x ResidualBlock -> out``, plus a linear shortcut ``in -> out``.
 
-    The shortcut makes the map start near a linear one (what VSE++ uses for images) and
-    lets the residual path add non-linear corrections. ``normalize`` puts the output on the
-    unit sphere.
+    The shortcut lets the map be close to a linear one (what VSE++ uses for images) while
+    the residual path adds non-linear corrections. ``linear_start`` zero-initialises the last
+    layer of the non-linear path, so the map *starts* as its linear shortcut and grows
+    non-linear only as far as the losses ask (on 6,000 Flickr8k images the non-linear maps
+    overfit the pairs within two epochs otherwise). ``dropout`` applies to the hidden
+    activations. ``normalize`` puts the output on the unit sphere.
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int, blocks: int = 1, normalize: bool = False,
-                 shortcut: bool = True) -> None:
+                 shortcut: bool = True, dropout: float = 0.0, linear_start: bool = False) -> None:
         super().__init__()
         self.inp = _linear(in_dim, hidden)
-        self.blocks = nn.ModuleList(ResidualBlock(hidden) for _ in range(blocks))
+        self.blocks = nn.ModuleList(ResidualBlock(hidden, dropout) for _ in range(blocks))
         self.norm = nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
         self.out = _linear(hidden, out_dim)
+        if linear_start and shortcut:
+            nn.init.zeros_(self.out.weight)
         self.shortcut = _linear(in_dim, out_dim, bias=False) if shortcut else None
         self.normalize = normalize
 
@@ -77,7 +84,7 @@ class ResidualMLP(nn.Module):
         h = self.inp(x)
         for block in self.blocks:
             h = block(h)
-        out = self.out(torch.relu(self.norm(h)))
+        out = self.out(self.drop(torch.relu(self.norm(h))))
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         return l2_normalize(out) if self.normalize else out
@@ -87,11 +94,12 @@ class ResidualMLP(nn.Module):
 class FeatureEncoder(nn.Module):
     """Image encoder: standardised backbone features -> MLP -> image embedding ``p``."""
 
-    def __init__(self, feature_dim: int, embed_dim: int, hidden: int, blocks: int = 1, normalize: bool = True) -> None:
+    def __init__(self, feature_dim: int, embed_dim: int, hidden: int, blocks: int = 1, normalize: bool = True,
+                 **mlp_options) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(feature_dim))
         self.register_buffer("std", torch.ones(feature_dim))
-        self.net = ResidualMLP(feature_dim, embed_dim, hidden, blocks, normalize=normalize)
+        self.net = ResidualMLP(feature_dim, embed_dim, hidden, blocks, normalize=normalize, **mlp_options)
 
     @torch.no_grad()
     def set_statistics(self, features: torch.Tensor) -> None:
@@ -108,9 +116,9 @@ class FeatureEncoder(nn.Module):
 class FeatureDecoder(nn.Module):
     """Image decoder: image embedding ``p`` -> MLP -> standardised backbone features."""
 
-    def __init__(self, embed_dim: int, feature_dim: int, hidden: int, blocks: int = 1) -> None:
+    def __init__(self, embed_dim: int, feature_dim: int, hidden: int, blocks: int = 1, **mlp_options) -> None:
         super().__init__()
-        self.net = ResidualMLP(embed_dim, feature_dim, hidden, blocks, normalize=False)
+        self.net = ResidualMLP(embed_dim, feature_dim, hidden, blocks, normalize=False, **mlp_options)
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         return self.net(p)
