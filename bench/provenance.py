@@ -14,7 +14,11 @@ PACKAGES = ("torch", "torchvision", "numpy", "pandas", "pycocotools", "sentence-
 
 
 def git_state(path: Path | None = None) -> dict:
-    """Commit and dirty flag of the repository holding this package (or ``path``)."""
+    """Commit and dirty flag of the repository holding this package (or ``path``).
+
+    ``dirty`` counts untracked files that git doesn't ignore: new code that isn't committed
+    yet (a new module, a new package) changes results as much as an edited file does.
+    """
     try:
         import git
 
@@ -23,7 +27,7 @@ def git_state(path: Path | None = None) -> dict:
             commit = repo.head.commit.hexsha
         except ValueError:  # a repository without commits
             commit = None
-        return {"commit": commit, "dirty": repo.is_dirty(untracked_files=False), "branch": _branch(repo)}
+        return {"commit": commit, "dirty": repo.is_dirty(untracked_files=True), "branch": _branch(repo)}
     except Exception as error:  # not a checkout (installed from a wheel), or git missing
         return {"commit": None, "dirty": None, "branch": None, "note": f"no git checkout ({type(error).__name__})"}
 

@@ -168,3 +168,20 @@ def test_a_labelled_variant_gets_its_own_records_and_rows(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| cca [dim16]" in table and "| cca  " in table
     assert main(["run", "--models", "cca", "--label", "bad label", "--out", str(out)]) == 2
+
+
+def test_git_state_counts_untracked_code_as_dirty(tmp_path):
+    import git
+
+    from bench.provenance import git_state
+
+    repo = git.Repo.init(tmp_path)
+    (tmp_path / ".gitignore").write_text("runs/\n")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    repo.index.add([".gitignore", "a.py"])
+    repo.index.commit("first")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "record.json").write_text("{}")  # ignored: still clean
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "new_module.py").write_text("y = 2\n")  # new, uncommitted code
+    assert git_state(tmp_path)["dirty"] is True
