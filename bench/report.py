@@ -123,6 +123,61 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None) ->
     return pd.DataFrame(rows)
 
 
+def row_names(table: pd.DataFrame) -> list[str]:
+    """A short name per row group: ``model (text) [label]``, plus the profile when the table mixes them."""
+    mixed_profiles = table["profile"].nunique() > 1
+    names = []
+    for _, r in table.iterrows():
+        name = f"{r['model']} ({r['text_encoder']})"
+        if r["label"]:
+            name += f" [{r['label']}]"
+        if mixed_profiles:
+            name += f" {{{r['profile']}}}"
+        names.append(name)
+    return names
+
+
+def comparison_table(table: pd.DataFrame, focus: str) -> pd.DataFrame:
+    """``focus`` against the best other row at each (dataset, policy, fraction), in rsum and in retention.
+
+    ``focus`` is a row name as :func:`row_names` writes it, or its leading part (``mine`` or
+    ``mine (minilm)``) when that picks out one row group. Positive differences favour ``focus``.
+    """
+    table = table.assign(_name=row_names(table))
+    names = sorted(set(table["_name"]))
+    chosen = [n for n in names if n == focus] or [
+        n for n in names if " [" not in n and focus in (n.split(" (")[0], n.split(" {")[0])]
+    if len(set(chosen)) != 1:
+        what = "matches several rows" if chosen else "matches no row"
+        raise BenchError(f"--compare '{focus}' {what}; the rows are: {', '.join(names)}")
+    focus_name = chosen[0]
+    rows = []
+    for (dataset, policy, fraction), group in table.groupby(["dataset", "policy", "fraction"], sort=False):
+        mine = group[group["_name"] == focus_name]
+        others = group[group["_name"] != focus_name]
+        if mine.empty or others.empty:
+            continue
+        m = mine.iloc[0]
+        best_rsum = others.loc[others["rsum"].idxmax()]
+        row = {"Dataset": dataset, "Policy": policy, "Paired %": f"{fraction:g}", f"{focus_name} rsum": f"{m['rsum']:.1f}",
+               "best other (rsum)": best_rsum["_name"], "its rsum": f"{best_rsum['rsum']:.1f}",
+               "Δ rsum": f"{m['rsum'] - best_rsum['rsum']:+.1f}"}
+        kept = others.dropna(subset=["retention"])
+        if fraction != 100 and not np.isnan(m["retention"]) and not kept.empty:
+            best_kept = kept.loc[kept["retention"].idxmax()]
+            row.update({f"{focus_name} retention": f"{m['retention']:.3f}", "best other (retention)": best_kept["_name"],
+                        "its retention": f"{best_kept['retention']:.3f}",
+                        "Δ retention": f"{m['retention'] - best_kept['retention']:+.3f}"})
+        rows.append(row)
+    if not rows:
+        raise BenchError(f"--compare '{focus}': no fraction has both {focus_name} and another row")
+    out = pd.DataFrame(rows).fillna("")
+    for column in ("Dataset", "Policy"):
+        if out[column].nunique() == 1:
+            out = out.drop(columns=column)
+    return out
+
+
 def load_reference(path: Path) -> pd.DataFrame:
     try:
         reference = pd.read_csv(path)
@@ -139,19 +194,23 @@ def load_reference(path: Path) -> pd.DataFrame:
     return reference
 
 
-def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None) -> str:
+def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None, compare: str | None = None) -> str:
     from tabulate import tabulate
 
     if fmt not in FORMATS:
         raise BenchError(f"unknown report format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    comparison = comparison_table(table, compare) if compare else None
     if fmt == "json":
         rows = table.replace({np.nan: None}).to_dict(orient="records")
         if reference is not None:
             rows += [{**r, "source": "published, COCO 1K"} for r in reference.replace({np.nan: None}).to_dict("records")]
+        if comparison is not None:
+            return json.dumps({"rows": rows, "comparison": comparison.to_dict(orient="records")}, indent=2) + "\n"
         return json.dumps(rows, indent=2) + "\n"
     shown = display_table(table, reference)
     if fmt == "csv":
-        return shown.to_csv(index=False)
+        text = shown.to_csv(index=False)
+        return text + ("\n" + comparison.to_csv(index=False) if comparison is not None else "")
     tablefmt = {"markdown": "pipe", "github": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
     text = tabulate(shown, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
     if fmt in ("markdown", "github"):
@@ -161,6 +220,11 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None)
         if protocols:
             notes.append(f"protocol: {', '.join(protocols)}")
         text += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    if comparison is not None:
+        text += "\n\n" + tabulate(comparison, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
+        if fmt in ("markdown", "github"):
+            text += ("\n\n- Δ: the compared row minus the best other row at that fraction (best in rsum, and "
+                     "separately best in retention); positive favours the compared row.")
     return text + "\n"
 
 

@@ -80,3 +80,45 @@ def test_check_passes_on_its_own_baseline_and_fails_on_a_lowered_metric(run_dir,
     record_path.unlink()
     assert main(["check", str(run_dir), "--against", str(baseline)]) == 1
     assert "missing" in capsys.readouterr().out
+
+
+def _frame(rsums: dict[tuple[str, str], dict[int, float]]):
+    import pandas as pd
+
+    from bench.report import METRICS
+
+    rows = []
+    for (model, label), by_fraction in rsums.items():
+        for fraction, rsum in by_fraction.items():
+            row = dict(dataset="d", model=model, label=label, text_encoder="minilm", profile="cpu", policy="overlap",
+                       fraction=fraction, seed=0, **{m: 0.0 for m in METRICS})
+            row["rsum"] = rsum
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_compare_picks_the_best_other_row_in_rsum_and_in_retention_separately():
+    from bench.report import comparison_table
+
+    table = summary_table(_frame({
+        ("mine", ""): {100: 200.0, 10: 120.0},
+        ("mine", "no-x"): {100: 300.0, 10: 10.0},
+        ("vse", ""): {100: 250.0, 10: 125.0},  # best rsum at 10 %, retention 0.5
+        ("cca", ""): {100: 100.0, 10: 70.0},  # best retention at 10 %: 0.7
+    }))
+    out = comparison_table(table, "mine").set_index("Paired %")
+    assert out.loc["10", "best other (rsum)"] == "vse (minilm)" and out.loc["10", "Δ rsum"] == "-5.0"
+    assert out.loc["10", "best other (retention)"] == "cca (minilm)"
+    assert out.loc["10", "Δ retention"] == f"{120 / 200 - 0.7:+.3f}"
+    assert out.loc["100", "best other (rsum)"] == "mine (minilm) [no-x]" and out.loc["100", "Δ retention"] == ""
+    # a labelled row can be compared by its full name; an ambiguous or unknown name is one clear error
+    assert comparison_table(table, "mine (minilm) [no-x]").set_index("Paired %").loc["10", "Δ rsum"] == "-115.0"
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="matches no row"):
+        comparison_table(table, "jwae")
+
+
+def test_report_compare_option_prints_the_second_table(run_dir, capsys):
+    assert main(["report", str(run_dir), "--compare", "cca"]) == 2  # one model only: nothing to compare with
+    assert "no fraction has both" in capsys.readouterr().err

@@ -19,6 +19,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--format", default="markdown", choices=FORMATS, help="output format (default markdown)")
     report.add_argument("--reference", type=Path, default=None,
                         help="CSV of published numbers to add as labelled rows, e.g. reports/published/coco.csv")
+    report.add_argument("--compare", default=None, metavar="ROW",
+                        help="also print ROW (e.g. mine) against the best other row at each fraction, "
+                             "in rsum and retention")
     report.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="also draw R@K and rsum vs fraction")
     report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
     report.set_defaults(func=report_command)
@@ -37,7 +40,7 @@ def report_command(args: argparse.Namespace) -> int:
     runs = args.runs or [DEFAULT_RUN]
     table = summary_table(records_frame(load_records(runs)))
     reference = load_reference(args.reference) if args.reference else None
-    text = render(table, args.format, reference)
+    text = render(table, args.format, reference, args.compare)
     if args.output:
         atomic_write_text(args.output, text)
         print(f"wrote {args.output}")
