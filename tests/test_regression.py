@@ -21,6 +21,9 @@ BASELINES = REPO / "reports" / "baselines"
 # name -> (needs the real data?, `bench run` arguments without --out)
 GRIDS = {
     "ci-synthetic": (False, ["--models", "cca", "--fractions", "100,50,25,10", "--seeds", "0,1,2"]),
+    # the three neural models, short (2 epochs), so that a change to any of them shows up in CI
+    "ci-synthetic-neural": (False, ["--models", "vse,jwae,mine", "--fractions", "100,25", "--seeds", "0,1,2",
+                                    "--set", "epochs=2", "--threads", "1"]),
     "ci-flickr8k": (True, ["--dataset", "flickr8k", "--root", "{shared}/flickr8k", "--models", "cca",
                            "--fractions", "100,25", "--seeds", "0,1,2"]),
 }
@@ -41,8 +44,8 @@ def test_grid_matches_committed_baseline(name, tmp_path, request, capsys):
     assert status == 0, capsys.readouterr().out
 
 
-def update(shared: Path) -> None:
-    for name in sorted(GRIDS):
+def update(shared: Path, names: list[str]) -> None:
+    for name in names:
         out = REPO / "runs" / name
         assert main(_run_args(name, shared, out)) == 0
         assert main(["check", str(out), "--against", str(BASELINES / f"{name}.json"), "--update",
@@ -50,6 +53,6 @@ def update(shared: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--update"]:
-        sys.exit("usage: python tests/test_regression.py --update")
-    update(Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data")))
+    if sys.argv[1:2] != ["--update"] or not set(sys.argv[2:]) <= set(GRIDS):
+        sys.exit(f"usage: python tests/test_regression.py --update [GRID ...]   (grids: {', '.join(sorted(GRIDS))})")
+    update(Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data")), sys.argv[2:] or sorted(GRIDS))
