@@ -39,22 +39,22 @@ Profiles: ``paper`` (the defaults: GPU-sized, latent 1024, GRU text, every scena
 ``cpu`` (small and short for the 2-core Flickr8k grid). Measured while choosing ``cpu``
 (dev splits only, seed 0, MiniLM text):
 
-* Flickr8k dev, the first cpu profile (two-layer residual maps, latent 256, no stage 1):
-  its curve peaked after 1–2 epochs and fell (100 %: 204 then 187 by epoch 12; 10 %: 102
-  then 86), and with the paired hinge alone the same network peaked lower (188 / 84): the
-  non-linear maps overfit. Paired hinge only, 4 epochs, best dev rsum at 100 % / 10 %:
-  as first 188 / 84; no residual blocks 206 / 80; maps that start linear 207 / 91; those with
-  latent 512 213 / 85; plus dropout 0.5 227 / 112 (for scale: purely linear maps on
-  unstandardised features 231 / 116; ``vse`` cpu 241 / 114 in 12 epochs). With every
-  scenario on (the unpaired ones included) and dropout 0.5: 221 / 124; plus one stage-1 epoch and ``w_step1=1`` 233 / 138; three
-  stage-1 epochs 140 at 10 %; without cyclic reconstruction 135 at 10 %; VSE0 throughout
-  instead of hardest negatives after one epoch: no change (138). At 10 % the best epoch is
-  the first (235 steps = ten passes over the 3,000 paired captions), later ones overfit the
-  pairs, so the profile stops after 8 epochs.
-* synthetic (2000 train images), 12 epochs, an older cpu profile, dev rsum at 10 % / 100 % paired: ``cpu`` profile
-  534.9 / 573.4 (keeps 93 %), or 527.9 / 571.5 (92 %) with one stage-1 epoch and
-  ``w_step1=1``; the same network with only the paired hinge 492.6 / 571.8 (86 %); ``vse``
-  cpu 454.0 / 573.8 (79 %); ``jwae`` cpu 454.6 / 573.0 (79 %).
+* Flickr8k dev, the first cpu profile (two-layer residual maps, latent 256, no stage 1): its
+  curve peaked after 1–2 epochs and fell (100 %: 204 then 187 by epoch 12; 10 %: 102 then
+  86), and with the paired hinge alone the same network peaked lower (188 / 84): the non-
+  linear maps overfit. Paired hinge only, 4 epochs, best dev rsum at 100 % / 10 %: as first
+  188 / 84; no residual blocks 206 / 80; maps that start linear 207 / 91; those with latent
+  512 213 / 85; plus dropout 0.5 227 / 112 (for scale: purely linear maps on unstandardised
+  features 231 / 116; ``vse`` cpu 241 / 114 in 12 epochs). With every scenario on (the
+  unpaired ones included) and dropout 0.5: 221 / 124; plus one stage-1 epoch and
+  ``w_step1=1`` 233 / 138; three stage-1 epochs 140 at 10 %; without cyclic reconstruction
+  135 at 10 %; VSE0 throughout instead of hardest negatives after one epoch: no change
+  (138). At 10 % the best epoch is the first (235 steps = ten passes over the 3,000 paired
+  captions), later ones overfit the pairs, so the profile stops after 8 epochs.
+* synthetic (2000 train images), 12 epochs, an older cpu profile, dev rsum at 10 % / 100 %
+  paired: ``cpu`` profile 534.9 / 573.4 (keeps 93 %), or 527.9 / 571.5 (92 %) with one
+  stage-1 epoch and ``w_step1=1``; the same network with only the paired hinge 492.6 / 571.8
+  (86 %); ``vse`` cpu 454.0 / 573.8 (79 %); ``jwae`` cpu 454.6 / 573.0 (79 %).
 * what mattered at 10 % (synthetic, 4 epochs, from 526.6 with paired recon + auto + cyclic
   + paired hinge): without paired reconstruction ~ −45, without step-2 auto-reconstruction
   −14, without cyclic −8; adding pseudo-pair retrieval −11 (weight 0.1) to −22 (0.5, and
