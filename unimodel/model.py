@@ -41,16 +41,16 @@ Profiles: ``paper`` (the defaults: GPU-sized, latent 1024, GRU text, every scena
 
 * Flickr8k dev, the first cpu profile (two-layer residual maps, latent 256, no stage 1): its
   curve peaked after 1–2 epochs and fell (100 %: 204 then 187 by epoch 12; 10 %: 102 then
-  86), and with the paired hinge alone the same network peaked lower (188 / 84): the non-
-  linear maps overfit. Paired hinge only, 4 epochs, best dev rsum at 100 % / 10 %: as first
-  188 / 84; no residual blocks 206 / 80; maps that start linear 207 / 91; those with latent
-  512 213 / 85; plus dropout 0.5 227 / 112 (for scale: purely linear maps on unstandardised
-  features 231 / 116; ``vse`` cpu 241 / 114 in 12 epochs). With every scenario on (the
-  unpaired ones included) and dropout 0.5: 221 / 124; plus one stage-1 epoch and
-  ``w_step1=1`` 233 / 138; three stage-1 epochs 140 at 10 %; without cyclic reconstruction
-  135 at 10 %; VSE0 throughout instead of hardest negatives after one epoch: no change
-  (138). At 10 % the best epoch is the first (235 steps = ten passes over the 3,000 paired
-  captions), later ones overfit the pairs, so the profile stops after 8 epochs.
+  86), and with the paired hinge alone the same network peaked lower (188 / 84): the
+  non-linear maps overfit. Paired hinge only, 4 epochs, best dev rsum at 100 % / 10 %: as
+  first 188 / 84; no residual blocks 206 / 80; maps that start linear 207 / 91; those with
+  latent 512 213 / 85; plus dropout 0.5 227 / 112 (for scale: purely linear maps on
+  unstandardised features 231 / 116; ``vse`` cpu 241 / 114 in 12 epochs). With every
+  scenario on (the unpaired ones included) and dropout 0.5: 221 / 124; plus one stage-1
+  epoch and ``w_step1=1`` 233 / 138; three stage-1 epochs 140 at 10 %; without cyclic
+  reconstruction 135 at 10 %; VSE0 throughout instead of hardest negatives after one epoch:
+  no change (138). At 10 % the best epoch is the first (235 steps = ten passes over the
+  3,000 paired captions), later ones overfit the pairs, so the profile stops after 8 epochs.
 * synthetic (2000 train images), 12 epochs, an older cpu profile, dev rsum at 10 % / 100 %
   paired: ``cpu`` profile 534.9 / 573.4 (keeps 93 %), or 527.9 / 571.5 (92 %) with one
   stage-1 epoch and ``w_step1=1``; the same network with only the paired hinge 492.6 / 571.8
