@@ -124,11 +124,13 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None) ->
 
 
 def row_names(table: pd.DataFrame) -> list[str]:
-    """A short name per row group: ``model (text) [label]``, plus the profile when the table mixes them."""
+    """A short name per row group, for the comparison table and the plot legend: ``model (text)
+    [label]`` (no text for a model without a text encoder), plus ``{profile}`` when the table
+    mixes profiles."""
     mixed_profiles = table["profile"].nunique() > 1
     names = []
     for _, r in table.iterrows():
-        name = f"{r['model']} ({r['text_encoder']})"
+        name = r["model"] if r["text_encoder"] == "-" else f"{r['model']} ({r['text_encoder']})"
         if r["label"]:
             name += f" [{r['label']}]"
         if mixed_profiles:
@@ -153,11 +155,11 @@ def comparison_table(table: pd.DataFrame, focus: str) -> pd.DataFrame:
     focus_name = chosen[0]
     rows = []
     for (dataset, policy, fraction), group in table.groupby(["dataset", "policy", "fraction"], sort=False):
-        mine = group[group["_name"] == focus_name]
+        focus_rows = group[group["_name"] == focus_name]
         others = group[group["_name"] != focus_name]
-        if mine.empty or others.empty:
+        if focus_rows.empty or others.empty:
             continue
-        m = mine.iloc[0]
+        m = focus_rows.iloc[0]
         best_rsum = others.loc[others["rsum"].idxmax()]
         row = {"Dataset": dataset, "Policy": policy, "Paired %": f"{fraction:g}", f"{focus_name} rsum": f"{m['rsum']:.1f}",
                "best other (rsum)": best_rsum["_name"], "its rsum": f"{best_rsum['rsum']:.1f}",
@@ -241,13 +243,10 @@ def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None)
               ("t2i_r1", "image R@1"), ("t2i_r5", "image R@5"), ("t2i_r10", "image R@10"),
               ("rsum", "rsum"), ("retention", "retention (rsum / rsum at 100 %)")]
     fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
+    named = table.assign(_name=row_names(table))
     for (metric, title), ax in zip(panels, axes.flat):
-        for key, group in table.groupby(["dataset", "model", "text_encoder", "profile", "policy", "label"], sort=False):
-            label = f"{key[1]} ({key[2]})" if key[2] != "-" else key[1]
-            if key[5]:
-                label += f" [{key[5]}]"
-            if table["dataset"].nunique() > 1:
-                label = f"{key[0]}: {label}"
+        for (dataset, _, name), group in named.groupby(["dataset", "policy", "_name"], sort=False):
+            label = f"{dataset}: {name}" if table["dataset"].nunique() > 1 else name
             group = group.sort_values("fraction")
             ax.plot(group["fraction"], group[metric], marker="o", label=label)
             std = group.get(f"{metric}_std")

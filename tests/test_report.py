@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.errors import BenchError
 from bench.report import load_records, load_reference, records_frame, render, summary_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,8 +114,6 @@ def test_compare_picks_the_best_other_row_in_rsum_and_in_retention_separately():
     assert out.loc["100", "best other (rsum)"] == "mine (minilm) [no-x]" and out.loc["100", "Δ retention"] == ""
     # a labelled row can be compared by its full name; an ambiguous or unknown name is one clear error
     assert comparison_table(table, "mine (minilm) [no-x]").set_index("Paired %").loc["10", "Δ rsum"] == "-115.0"
-    from bench.errors import BenchError
-
     with pytest.raises(BenchError, match="matches no row"):
         comparison_table(table, "jwae")
 
