@@ -71,3 +71,27 @@ def cache_dir(tmp_path_factory, monkeypatch):
     folder = tmp_path_factory.getbasetemp() / "bench-cache"
     monkeypatch.setenv("BENCH_CACHE_DIR", str(folder))
     return folder
+
+
+def fake_sentence_vectors(captions, cache_dir=None, **_):
+    """A stand-in for MiniLM: a normalised sum of per-word random vectors (deterministic)."""
+    import hashlib
+
+    import numpy as np
+
+    from bench.nn.sentences import DIMENSION
+
+    out = np.zeros((len(captions), DIMENSION), dtype=np.float32)
+    for row, caption in enumerate(captions):
+        for word in caption.lower().split():
+            seed = int.from_bytes(hashlib.sha1(word.encode()).digest()[:4], "little")
+            out[row] += np.random.default_rng(seed).standard_normal(DIMENSION).astype(np.float32)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
+
+
+@pytest.fixture()
+def fake_minilm(monkeypatch):
+    """MiniLM replaced by :func:`fake_sentence_vectors`, so text-encoder tests need no model load."""
+    import bench.nn.sentences as sentences
+
+    monkeypatch.setattr(sentences, "encode_sentences", fake_sentence_vectors)

@@ -1,0 +1,92 @@
+"""Fixed-seed CPU cells of every neural model, pinned: a refactor must not change a number.
+
+Each case fits one model for two short epochs on small synthetic data (one torch thread, seed
+0) and compares the whole validation curve (every loss and dev metric, per epoch) and the test
+metrics with ``tests/pinned_cells.json``. The file was written by the code before the
+one-shape refactor and is refreshed only for an intended change of behaviour:
+``python tests/test_pinned_cells.py --update`` (say why in the commit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+PINNED = Path(__file__).with_name("pinned_cells.json")
+TINY = {
+    "vse": {"embed_size": "48", "word_dim": "16", "epochs": "2", "batch_size": "32", "lr_decay_epoch": "1",
+            "min_count": "1"},
+    "jwae": {"embed_size": "48", "word_dim": "16", "epochs": "2", "batch_size": "32", "unpaired_batch_size": "32",
+             "lr_decay_epoch": "1", "image_decoder_hidden": "32,32", "decoder_word_dim": "16",
+             "decoder_hidden": "32", "sentence_decoder_hidden": "32", "min_count": "1"},
+    "mine": {"image_embed_dim": "32", "image_hidden": "32", "text_embed_dim": "32", "word_dim": "16",
+             "decoder_hidden": "32", "decoder_layers": "1", "latent_dim": "16", "step2_hidden": "32",
+             "step2_blocks": "1", "critic_hidden": "16", "batch_size": "32", "stage1_epochs": "1", "epochs": "2",
+             "lr": "2e-3", "stage1_lr": "2e-3", "lr_decay_epoch": "1", "min_count": "1", "dropout": "0.1",
+             "w_unpaired_retrieval": "0.1"},
+}
+CASES = [(model, text) for model in TINY for text in ("gru", "minilm")]
+
+
+def run_case(model_name: str, text_encoder: str, workdir: Path) -> dict:
+    import torch
+
+    from bench.data.synthetic import generate
+    from bench.metrics import evaluate
+    from bench.models import FitContext, get_model_spec
+    from bench.runner import subsets
+    from bench.splits import make_split
+
+    torch.set_num_threads(1)
+    dataset = generate(seed=0, n_train=200, n_dev=40, n_test=40, feature_dim=48)
+    paired, unpaired = subsets(dataset, make_split(dataset, 25, 0, "overlap"))
+    spec = get_model_spec(model_name)
+    config = spec.config_class.for_profile("paper", {**TINY[model_name], "text_encoder": text_encoder})
+    model = spec.factory(config)
+    result = model.fit(paired, unpaired, FitContext(validation=dataset.dev, workdir=workdir, seed=0))
+    test = evaluate(model.embed_images(dataset.test.features), model.embed_captions(dataset.test.captions),
+                    dataset.test.caption_to_image)
+    return {"curve": result.validation_curve, "best_epoch": result.best_epoch, "test": test.to_dict()}
+
+
+def _close(expected, actual, where: str) -> None:
+    if isinstance(expected, dict):
+        assert set(expected) == set(actual), f"{where}: keys {sorted(set(expected) ^ set(actual))}"
+        for key in expected:
+            _close(expected[key], actual[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(expected) == len(actual), where
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            _close(e, a, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert math.isclose(expected, actual, rel_tol=1e-6, abs_tol=1e-9), f"{where}: {actual} != {expected}"
+    else:
+        assert expected == actual, f"{where}: {actual} != {expected}"
+
+
+@pytest.mark.parametrize("model_name,text_encoder", CASES)
+def test_fixed_seed_cell_is_unchanged(model_name, text_encoder, tmp_path, fake_minilm):
+    expected = json.loads(PINNED.read_text())[f"{model_name}-{text_encoder}"]
+    _close(expected, run_case(model_name, text_encoder, tmp_path), f"{model_name}-{text_encoder}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--update"]:
+        sys.exit("usage: python tests/test_pinned_cells.py --update")
+    import tempfile
+
+    import bench.nn.sentences as sentences
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import fake_sentence_vectors
+
+    sentences.encode_sentences = fake_sentence_vectors
+    pinned = {}
+    for model_name, text_encoder in CASES:
+        with tempfile.TemporaryDirectory() as folder:
+            pinned[f"{model_name}-{text_encoder}"] = run_case(model_name, text_encoder, Path(folder))
+    PINNED.write_text(json.dumps(pinned, indent=1, sort_keys=True) + "\n")
