@@ -17,18 +17,10 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from bench.models import (
-    FitContext,
-    FitResult,
-    ModelConfig,
-    ModelSpec,
-    PairedData,
-    RetrievalModel,
-    UnpairedData,
-    l2_normalize,
-    register_model,
-)
-from bench.text import Vocabulary
+from bench.config import ModelConfig
+from bench.models import FitContext, FitResult, PairedData, RetrievalModel, UnpairedData
+from bench.nn import l2_normalize
+from bench.text import VOCABULARY_FILE, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -48,12 +40,16 @@ def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
 
 
 class CCAModel(RetrievalModel):
+    name = "cca"
+    summary = "linear CCA between image features and TF-IDF captions (closed form, pairs only)"
+    aliases = ("linear-cca",)
+    config_class = CCAConfig
     uses_unpaired = False
 
     def fit(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> FitResult:
         cfg: CCAConfig = self.config
         self.vocabulary = Vocabulary.build(paired.captions, cfg.min_count)
-        self.vocabulary.save(context.workdir / "vocabulary.json")
+        self.vocabulary.save(context.workdir / VOCABULARY_FILE)
         counts = self._counts(paired.captions)
         document_frequency = np.asarray((counts > 0).sum(0)).ravel()
         self.idf = np.log((1 + counts.shape[0]) / (1 + document_frequency)) + 1.0
@@ -113,14 +109,3 @@ class CCAModel(RetrievalModel):
     def describe(self) -> dict:
         return {"text_encoder": "tfidf", "vocabulary_size": len(self.vocabulary)}
 
-
-register_model(
-    ModelSpec(
-        name="cca",
-        factory=CCAModel,
-        config_class=CCAConfig,
-        summary="linear CCA between image features and TF-IDF captions (closed form, pairs only)",
-        aliases=("linear-cca",),
-        uses_unpaired=False,
-    )
-)

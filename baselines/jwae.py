@@ -2,19 +2,17 @@
 
 What it is (facts from the paper and the authors' code ``visinf/jwae``; written anew here):
 
-* **encoders** into a ``embed_size`` latent as in VSE++: image = one linear layer on the
-  precomputed features; text = word embeddings + GRU (``text_encoder="gru"``) or frozen
-  all-MiniLM-L6-v2 sentence vectors + a linear projection (``"minilm"``), both from
-  :mod:`bench.nn.encoders`. Similarity = cosine of the L2-normalised codes.
+* **encoders** into an ``embed_size`` latent as in VSE++: a linear layer on the image features,
+  and the text side's encoder (GRU, or a projection of frozen MiniLM vectors). Retrieval uses
+  the cosine of the codes.
 * **decoders** back from the code: image = MLP ``d -> 1024 -> 1024 -> feature_dim`` with an L1
-  reconstruction of the features; text = a 2-layer GRU language model with teacher forcing and
-  word dropout 0.2, trained by negative log-likelihood (:mod:`bench.nn.decoders`).
-* **prior**: a WAE-GAN critic, MLP ``d -> 256 -> 1`` (LeakyReLU), tells samples of the prior
-  from the codes of both modalities; the encoders learn to fool it. The critic is updated on
-  every ``disc_every``-th step (3) with its own Adam (lr 5e-5, betas (0.5, 0.999)), before that
-  step's encoder update, from codes detached from the encoders.
-* **alignment**: :func:`bench.nn.losses.hinge_ranking_loss` (VSE++ max violation, margin 0.2) on
-  the paired rows of each step only.
+  reconstruction; text = a 2-layer GRU language model (teacher forcing, word dropout 0.2) trained
+  by negative log-likelihood, or with MiniLM an MLP back to the sentence vector (squared error).
+* **prior**: a WAE-GAN critic, MLP ``d -> 256 -> 1``, tells samples of the prior from the codes of
+  both modalities; the encoders learn to fool it. The critic steps on every ``disc_every``-th
+  global step (3) with its own Adam (lr 5e-5, betas (0.5, 0.999)), before that step's encoder
+  update, on detached codes.
+* **alignment**: the VSE++ hinge (max violation, margin 0.2) on the paired rows of each step only.
 
 Loss of one step (weights as in the authors' code; a weight of 0 switches its term off)::
 
@@ -25,97 +23,26 @@ Loss of one step (weights as in the authors' code; a weight of 0 switches its te
   + adversarial_weight * (mean_i -log D(c_i) + mean_j -log D(c_j))   # 0.01, images + captions
 
 Departures from the authors' code (deliberate): the text decoder's targets are the *next*
-tokens (their NLL scores each input token at its own position, unshifted), dropped words
-become ``<unk>`` (theirs became ``<pad>``), the critic's gradients are zeroed before each of
-its updates and the encoder loss doesn't reach it (theirs accumulated across steps), the
-critic schedule counts global steps (theirs restarted ``i % 3`` every epoch), and the critic
-compares codes with prior samples on a common scale (below).
+tokens (theirs scored each input token at its own position), dropped words become ``<unk>``
+(theirs ``<pad>``), the critic's gradients are zeroed before each of its updates and the encoder
+loss doesn't reach it (theirs accumulated), the critic schedule counts global steps (theirs
+restarted every epoch), and the critic compares codes with prior samples on a common scale:
 
-Design decisions
-----------------
-**Where the prior is matched** (``prior_space``). The authors feed the critic L2-normalised
-codes and compare them with N(0, I) samples, whose norm is about sqrt(d) = 32: the critic wins
-by the norm alone. Two coherent fixes are implemented:
+* ``prior_space="sphere"`` (default): the code is ``sqrt(d) * h / |h|`` and the prior samples are
+  N(0, I) projected to the same radius, where N(0, I) concentrates anyway; the prior then acts on
+  the directions that cosine retrieval uses, for the GRU's bounded states as for linear codes.
+* ``prior_space="raw"``: ``h`` itself is matched to N(0, I) and normalised only for retrieval.
 
-``"sphere"`` (default)
-    the code is ``c = sqrt(d) * h / |h|`` (``h`` = encoder output) and the prior samples are
-    ``sqrt(d) * e / |e|`` with ``e ~ N(0, I)``: N(0, I) with its radius fixed where it
-    concentrates anyway in high dimension. Its directions are uniform on the sphere, which is
-    exactly the geometry the ranking loss and cosine retrieval see, so the prior term acts on
-    what retrieval uses (a uniformity pressure, cf. hyperspherical VAEs). It treats the GRU,
-    whose state is tanh-bounded in (-1, 1)^d and could never match N(0, 1) marginals, the same
-    as the linear encoders, and it keeps the authors' choice of decoding from the normalised code.
-``"raw"``
-    the unnormalised ``h`` is matched to N(0, I), decoded from, and normalised only for
-    ranking/retrieval. Closer to a textbook WAE, but with the gru encoder the critic can
-    separate the bounded GRU states from Gaussian samples and pushes the GRU toward saturation.
+Batching: every step draws a paired batch and, from cycling samplers whose order is a function of
+``(seed, pool, pass)`` and the global step (so a resumed run draws what an uninterrupted one
+would), an unpaired image batch and an unpaired caption batch of ``unpaired_batch_size``.
+Unpaired rows feed the reconstruction and prior terms, never the ranking loss. An epoch is one
+pass over the paired captions (``epoch_over="paired"``, the same ranking updates as VSE++) or
+over the largest pool (``"longest"``). The GRU vocabulary comes from every distinct training
+caption the model reads, paired and unpaired; nothing from dev or test.
 
-In both cases the decoders and the critic read the same code ``c`` (the WAE's decoder reads the
-latent whose aggregate distribution is matched to the prior), and retrieval uses ``c / |c|``.
-
-**Semi-supervised batching.** Every step draws a paired batch (``batch_size`` captions with
-their images), an unpaired image batch and an unpaired caption batch (``unpaired_batch_size``
-each, equal to ``batch_size`` by default, so a step sees paired and unpaired data 1:1). Paired
-rows feed every term; unpaired rows feed only the reconstruction and prior terms, never the
-ranking loss. The unpaired pools are read by their own shuffled cycling samplers whose
-permutation for each pass is derived from ``(seed, pool, pass)`` and whose position is the
-global step, so resuming from a checkpoint continues them exactly. An empty pool (``disjoint``
-at 100 %) just contributes no rows. ``epoch_over`` chooses what an epoch is:
-
-``"paired"`` (default)
-    one pass over the paired captions, the same as VSE++. Both models then make the same
-    number of ranking updates on the same pairs under the same lr schedule, so a difference at
-    a given fraction comes from the unpaired terms, not from extra optimisation of the pairs;
-    and an epoch costs in proportion to the pairs, as for VSE++. The price: at 10 % paired
-    (3,000 Flickr8k captions, 24 steps) a 12-epoch run draws 36,864 unpaired captions and as many
-    unpaired images: ~1.2 passes over the 30,000 captions, ~6 over the 6,000 images.
-``"longest"``
-    one pass over the largest of the three pools (paired captions cycling too), so every
-    unpaired item is seen once per epoch whatever the fraction. At 10 % this repeats the pairs
-    ~10 times per epoch and costs as much as 100 % does.
-
-**Text reconstruction with minilm.** The minilm text input is a frozen 384-d unit sentence
-vector, not words, so the text decoder is an MLP ``d -> sentence_decoder_hidden -> 384``
-reconstructing that vector, with the summed squared error weighted by ``sentence_rec_weight =
-0.5``. The target is a unit vector, so a decoder that predicts ~0 pays ~1 (0.5 weighted) and a
-useful one a few tenths: the scale of 0.005 x NLL of a ~13-token caption (0.37-0.42 weighted
-in the first steps on Flickr8k, measured, and falling as it trains). Squared error rather than L1
-because the vector's information is in its direction across all 384 entries, not in sparse ones.
-(The untrained MLP reading a radius-sqrt(d) code overshoots for the first few dozen steps.)
-
-**Vocabulary** (gru): words seen >= ``min_count`` times among the distinct training captions the
-model trains on (paired and unpaired, counted once per caption id even when a caption is in both
-sets), saved to ``<workdir>/vocabulary.json``. Nothing from the dev or test split.
-
-**Reproducible schedules.** The global step is ``epoch * steps_per_epoch + step`` (fixed by the
-data sizes), so the every-3rd-step critic schedule and the unpaired samplers resume exactly;
-batch order, word dropout and prior samples come from torch's global RNG, which
-:func:`bench.training.run_training` checkpoints.
-
-Profiles
---------
-===================================  =============  ========  =========================================
-setting                              paper          cpu       why the cpu value
-===================================  =============  ========  =========================================
-embed_size (latent, GRU encoder)     1024           512       as VSE++'s cpu profile (same encoders)
-epochs / lr_decay_epoch              30 / 15        12 / 8    as VSE++'s cpu profile (comparable runs)
-image_decoder_hidden                 1024, 1024     512, 512  decoder the size of the latent
-decoder_word_dim / decoder_hidden    1024 / 2048    256 / 256 the text decoder dominates a step (~3k-word
-                                                              softmax, 2 layers): hidden 512 cost ~2.0
-                                                              CPU-s/step, 256 ~1.05; without it ~0.6,
-                                                              and the VSE++ part alone ~0.3
-decoder_layers / word_dropout        2 / 0.2        2 / 0.2   kept
-sentence_decoder_hidden (minilm)     1024           512
-text_encoder                         gru            minilm    a gru grid costs ~1.5 CPU-hours on 2 cores;
-                                                              ``--text-encoders gru`` runs it anyway
-weights, margin, lr, batch, clip,    as the         same
-critic (256 hidden, lr 5e-5, 1/3)    authors
-===================================  =============  ========  =========================================
-
-Measured epoch times on the 2 shared development cores: see ``CPU_TIMINGS``. A gru step costs
-about 3.5x a VSE++ step (twice the encoder rows, plus the decoders); minilm steps are ~20x cheaper
-than gru ones. Run with **one torch thread** on the shared machine (``OMP_NUM_THREADS=1``): with two
-threads and other jobs on the cores, a step took 4.5x longer (9.1 s instead of 2.0 s wall).
+The reasoning behind these choices at length, the profiles and the step costs:
+``reports/notes/jwae.md``.
 """
 
 from __future__ import annotations
@@ -129,21 +56,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from baselines.vse import CPU_PROFILE
+from bench.config import TrainingConfig
 from bench.errors import BenchError
-from bench.models import (
-    FitContext,
-    FitResult,
-    ModelConfig,
-    ModelSpec,
-    PairedData,
-    RetrievalModel,
-    UnpairedData,
-    l2_normalize,
-    register_model,
-)
-from bench.nn import losses
+from bench.models import FitContext, FitResult, PairedData, UnpairedData
+from bench.neural import EmbeddingModel, float_tensor
+from bench.nn import l2_normalize, losses
 from bench.nn.decoders import (
-    GRUTextDecoder,
     LatentCritic,
     MLPDecoder,
     critic_loss,
@@ -152,35 +71,19 @@ from bench.nn.decoders import (
     sample_prior,
     squared_reconstruction,
 )
-from bench.nn.encoders import ImageEncoder, TextPipeline, embed_in_batches
-from bench.text import Vocabulary
-from bench.training import CHECKPOINT_NAME, check_finite, minibatches, optimizer_step, run_training, seed_everything
+from bench.nn.encoders import ImageEncoder
+from bench.nn.text import TEXT_SIDES
+from bench.training import EpochLog, check_finite, minibatches, optimizer_step, run_training
 
-VOCABULARY_FILE = "vocabulary.json"
 PRIOR_SPACES = ("sphere", "raw")
 EPOCH_MODES = ("paired", "longest")
 
-# CPU-seconds per Flickr8k epoch, cpu profile, overlap policy (unpaired = all 6,000 train images and
-# 30,000 captions), one torch thread, training steps + validation on the 1,000 dev images. Per-step
-# cost averaged over 12-24 steps and multiplied by the steps per epoch (235 at 100 %, 24 at 10 %).
-# Wall time on the shared 2 cores was about twice these (load ~6); uncontended it is about these.
-# minilm excludes the one-off MiniLM encoding of the 40,000 Flickr8k captions (~200 CPU-s, cached).
-CPU_TIMINGS: dict[str, float] = {
-    "gru, 100 % paired": 248.0,  # 1.05 CPU-s/step; measured wall 2.0 s/step -> ~8 min/epoch
-    "gru, 10 % paired": 26.4,  # 1.02 CPU-s/step; measured wall for the whole epoch 54 s
-    "minilm, 100 % paired": 14.1,  # 0.059 CPU-s/step; wall ~28 s/epoch
-    "minilm, 10 % paired": 1.6,  # wall ~3 s/epoch
-}
-
 
 @dataclass(frozen=True)
-class JWAEConfig(ModelConfig):
+class JWAEConfig(TrainingConfig):
     # encoders
-    text_encoder: str = "gru"  # "gru" (word embeddings + GRU) or "minilm" (frozen sentence vectors + projection)
     embed_size: int = 1024  # latent size (= GRU encoder hidden size)
-    word_dim: int = 300  # encoder word embedding size
     num_layers: int = 1  # encoder GRU layers
-    min_count: int = 4  # vocabulary threshold (training captions only)
     # decoders
     image_decoder_hidden: tuple = (1024, 1024)  # image MLP hidden sizes: d -> 1024 -> 1024 -> features
     decoder_word_dim: int = 1024  # text decoder word embedding size (and code projection size)
@@ -201,39 +104,29 @@ class JWAEConfig(ModelConfig):
     text_rec_weight: float = 0.005  # x per-caption summed NLL (gru)
     sentence_rec_weight: float = 0.5  # x per-caption summed squared error of the sentence vector (minilm)
     adversarial_weight: float = 0.01  # x (image + caption) non-saturating critic loss
-    margin: float = 0.2
-    max_violation: bool = True
-    # optimisation and batching
-    lr: float = 2e-4
-    lr_decay_epoch: int = 15
-    lr_decay: float = 0.1
-    epochs: int = 30
-    batch_size: int = 128  # paired captions per step
+    # batching
     unpaired_batch_size: int = 128  # unpaired images and unpaired captions per step (each)
     epoch_over: str = "paired"  # "paired" (one pass over paired captions) or "longest" (largest pool)
-    grad_clip: float = 2.0
-    eval_batch_size: int = 1024
-    progress_every: int = 10
 
     PROFILES: ClassVar[dict] = {
         "paper": {},
-        "cpu": {
-            "text_encoder": "minilm",
-            "embed_size": 512,
-            "epochs": 12,
-            "lr_decay_epoch": 8,
-            "image_decoder_hidden": (512, 512),
-            "decoder_word_dim": 256,
-            "decoder_hidden": 256,
-            "sentence_decoder_hidden": 512,
-        },
+        # vse's cpu schedule, with decoders the size of the latent (the text decoder dominates a step)
+        "cpu": {**CPU_PROFILE, "image_decoder_hidden": (512, 512), "decoder_word_dim": 256, "decoder_hidden": 256,
+                "sentence_decoder_hidden": 512},
     }
 
-    def weights(self) -> dict[str, float]:
-        text = ("text_rec", self.text_rec_weight) if self.text_encoder == "gru" else ("sentence_rec",
-                                                                                     self.sentence_rec_weight)
-        return {"ranking": self.ranking_weight, "image_rec": self.image_rec_weight, text[0]: text[1],
-                "adversarial": self.adversarial_weight}
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prior_space not in PRIOR_SPACES:
+            raise BenchError(f"jwae: prior_space must be one of {', '.join(PRIOR_SPACES)}, not '{self.prior_space}'")
+        if self.epoch_over not in EPOCH_MODES:
+            raise BenchError(f"jwae: epoch_over must be one of {', '.join(EPOCH_MODES)}, not '{self.epoch_over}'")
+        if self.disc_every < 1:
+            raise BenchError("jwae: disc_every must be >= 1")
+
+    def text_reconstruction(self, reads_words: bool) -> tuple[str, float]:
+        """The text reconstruction term's name and weight: NLL of words, or the sentence vector's error."""
+        return ("text_rec", self.text_rec_weight) if reads_words else ("sentence_rec", self.sentence_rec_weight)
 
 
 class CyclingSampler:
@@ -274,47 +167,27 @@ class CyclingSampler:
         return math.ceil(self.n / self.batch_size) if self.n else 0
 
 
-class JWAEModel(RetrievalModel):
+class JWAEModel(EmbeddingModel):
+    name = "jwae"
+    summary = "JWAE: VSE++ encoders + decoders + WAE-GAN shared prior; unpaired data feeds reconstruction and prior"
+    aliases = ("wae",)
+    config_class = JWAEConfig
     uses_unpaired = True
 
     def __init__(self, config: JWAEConfig) -> None:
         super().__init__(config)
-        self.pipeline: TextPipeline | None = None
         self.modules: dict[str, nn.Module] = {}
-        self.device = torch.device("cpu")
 
     # -- setup ------------------------------------------------------------------------------
-    def _check_config(self) -> None:
-        cfg: JWAEConfig = self.config
-        if cfg.text_encoder not in ("gru", "minilm"):
-            raise BenchError(f"jwae: unknown text_encoder '{cfg.text_encoder}'; choose gru or minilm")
-        if cfg.prior_space not in PRIOR_SPACES:
-            raise BenchError(f"jwae: prior_space must be one of {', '.join(PRIOR_SPACES)}, not '{cfg.prior_space}'")
-        if cfg.epoch_over not in EPOCH_MODES:
-            raise BenchError(f"jwae: epoch_over must be one of {', '.join(EPOCH_MODES)}, not '{cfg.epoch_over}'")
-        if cfg.batch_size < 2:
-            raise BenchError("jwae needs batch_size >= 2 (a batch of one has no negatives)")
-        if cfg.disc_every < 1:
-            raise BenchError("jwae: disc_every must be >= 1")
-
     def setup(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> None:
-        """Vocabulary, text tensors, modules, optimizers and samplers (everything but the loop)."""
+        """Text side, data tensors, modules, optimizers and samplers (everything but the loop)."""
         cfg: JWAEConfig = self.config
-        self._check_config()
         if paired.n_captions == 0:
             raise BenchError("jwae needs at least one paired caption (the ranking loss aligns the modalities)")
-        seed_everything(context.seed)
-        self.device = device = torch.device(context.device)
-        workdir = context.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-
-        vocabulary = None
-        if cfg.text_encoder == "gru":
-            distinct = dict(zip(paired.caption_ids, paired.captions))
-            distinct.update(zip(unpaired.caption_ids, unpaired.captions))
-            vocabulary = Vocabulary.build(distinct.values(), cfg.min_count)
-            self._save_vocabulary(vocabulary, workdir)
-        self.pipeline = pipeline = TextPipeline(cfg.text_encoder, vocabulary, context.cache_dir)
+        distinct = dict(zip(paired.caption_ids, paired.captions))
+        distinct.update(zip(unpaired.caption_ids, unpaired.captions))
+        self.start_fit(context, distinct.values())
+        device = self.device
 
         # One store per modality: paired rows first, then the unpaired pool.
         self.n_paired_images, self.n_paired_captions = paired.n_images, paired.n_captions
@@ -322,31 +195,27 @@ class JWAEModel(RetrievalModel):
         feature_dim = paired.features.shape[1]
         features = np.concatenate([np.asarray(paired.features, dtype=np.float32),
                                    np.asarray(unpaired.features, dtype=np.float32).reshape(-1, feature_dim)])
-        self.features = torch.from_numpy(np.ascontiguousarray(features)).to(device)
+        self.features = float_tensor(features).to(device)
         self.links = torch.as_tensor(paired.caption_to_image, dtype=torch.long)
-        self.text = pipeline.prepare(list(paired.captions) + list(unpaired.captions))
+        self.captions = self.text.prepare(list(paired.captions) + list(unpaired.captions))
 
         d = cfg.embed_size
-        image_encoder = ImageEncoder(feature_dim, d, normalize=False)
-        text_encoder = pipeline.build_encoder(d, cfg.word_dim, cfg.num_layers, normalize=False)
-        image_decoder = MLPDecoder(d, tuple(cfg.image_decoder_hidden), feature_dim)
-        if cfg.text_encoder == "gru":
-            text_decoder = GRUTextDecoder(len(vocabulary), d, cfg.decoder_word_dim, cfg.decoder_hidden,
-                                          cfg.decoder_layers, cfg.word_dropout, vocabulary.pad_id,
-                                          vocabulary.start_id, vocabulary.unk_id)
-        else:
-            from bench.nn.sentences import DIMENSION
-
-            text_decoder = MLPDecoder(d, (cfg.sentence_decoder_hidden,), DIMENSION)
-        critic = LatentCritic(d, cfg.disc_hidden)
-        self.modules = {"image_encoder": image_encoder, "text_encoder": text_encoder,
-                        "image_decoder": image_decoder, "text_decoder": text_decoder, "critic": critic}
+        self.text_term = cfg.text_reconstruction(self.text.reads_words)
+        decoder_hidden = cfg.decoder_hidden if self.text.reads_words else cfg.sentence_decoder_hidden
+        self.modules = {  # built in this order, so the seeded initial weights don't move
+            "image_encoder": ImageEncoder(feature_dim, d, normalize=False),
+            "text_encoder": self.text.encoder(d, cfg.word_dim, cfg.num_layers, normalize=False),
+            "image_decoder": MLPDecoder(d, tuple(cfg.image_decoder_hidden), feature_dim),
+            "text_decoder": self.text.decoder(d, decoder_hidden, cfg.decoder_word_dim, cfg.decoder_layers,
+                                              cfg.word_dropout),
+            "critic": LatentCritic(d, cfg.disc_hidden),
+        }
         for module in self.modules.values():
             module.to(device)
         self.trainable = [p for name, m in self.modules.items() if name != "critic"
-                           for p in m.parameters() if p.requires_grad]
+                          for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.trainable, lr=cfg.lr)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.disc_lr,
+        self.critic_optimizer = torch.optim.Adam(self.modules["critic"].parameters(), lr=cfg.disc_lr,
                                                  betas=(cfg.disc_beta1, cfg.disc_beta2))
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.lr_decay_epoch,
                                                          gamma=cfg.lr_decay)
@@ -364,21 +233,8 @@ class JWAEModel(RetrievalModel):
 
     def _uses_unpaired_terms(self) -> bool:
         cfg: JWAEConfig = self.config
-        text_weight = cfg.text_rec_weight if cfg.text_encoder == "gru" else cfg.sentence_rec_weight
+        _, text_weight = cfg.text_reconstruction(self.text.reads_words)
         return any(w > 0 for w in (cfg.image_rec_weight, text_weight, cfg.adversarial_weight))
-
-    @staticmethod
-    def _save_vocabulary(vocabulary: Vocabulary, workdir) -> None:
-        path = workdir / VOCABULARY_FILE
-        if path.exists() and (workdir / CHECKPOINT_NAME).exists():
-            try:
-                previous = Vocabulary.load(path)
-            except Exception:
-                previous = None
-            if previous is not None and previous.words != vocabulary.words:
-                raise BenchError(f"{workdir} holds a checkpoint trained on other captions (its vocabulary "
-                                 "differs); delete the folder or rerun with --force")
-        vocabulary.save(path)
 
     # -- the code and one training step ----------------------------------------------------------
     def code(self, h: torch.Tensor) -> torch.Tensor:
@@ -386,6 +242,12 @@ class JWAEModel(RetrievalModel):
         if self.config.prior_space == "sphere":
             return l2_normalize(h) * math.sqrt(h.shape[1])
         return h
+
+    def _text_reconstruction(self, code: torch.Tensor, inputs: tuple) -> torch.Tensor:
+        decoder = self.modules["text_decoder"]
+        if self.text.reads_words:
+            return decoder.nll(code, *inputs).mean()
+        return squared_reconstruction(decoder(code), inputs[0])
 
     def train_step(self, global_step: int, paired_rows: torch.Tensor, unpaired_images: torch.Tensor,
                    unpaired_captions: torch.Tensor) -> dict[str, float]:
@@ -396,7 +258,7 @@ class JWAEModel(RetrievalModel):
         image_rows = torch.cat([self.links[paired_rows], self.n_paired_images + unpaired_images])
         caption_rows = torch.cat([paired_rows, self.n_paired_captions + unpaired_captions])
         images = self.features[image_rows.to(device)]
-        text_inputs = self.text.batch(caption_rows, device)
+        text_inputs = self.captions.batch(caption_rows, device)
         h_image = m["image_encoder"](images)
         h_text = m["text_encoder"](*text_inputs)
         c_image, c_text = self.code(h_image), self.code(h_text)
@@ -407,11 +269,9 @@ class JWAEModel(RetrievalModel):
             terms["ranking"] = cfg.ranking_weight * losses.hinge_ranking_loss(scores, cfg.margin, cfg.max_violation)
         if cfg.image_rec_weight:
             terms["image_rec"] = cfg.image_rec_weight * l1_reconstruction(m["image_decoder"](c_image), images)
-        if cfg.text_encoder == "gru" and cfg.text_rec_weight:
-            terms["text_rec"] = cfg.text_rec_weight * m["text_decoder"].nll(c_text, *text_inputs).mean()
-        if cfg.text_encoder == "minilm" and cfg.sentence_rec_weight:
-            terms["sentence_rec"] = cfg.sentence_rec_weight * squared_reconstruction(m["text_decoder"](c_text),
-                                                                                     text_inputs[0])
+        text_name, text_weight = self.text_term
+        if text_weight:
+            terms[text_name] = text_weight * self._text_reconstruction(c_text, text_inputs)
         out: dict[str, float] = {}
         if cfg.adversarial_weight:
             critic = m["critic"]
@@ -441,41 +301,23 @@ class JWAEModel(RetrievalModel):
         cfg: JWAEConfig = self.config
         self.setup(paired, unpaired, context)
         steps = self.steps_per_epoch
-        validation = context.validation
-        val_text = self.pipeline.prepare(list(validation.captions))
 
         def train_epoch(epoch: int) -> dict[str, float]:
-            sums: dict[str, float] = {}
-            counts: dict[str, int] = {}
             if cfg.epoch_over == "paired":
                 batches = minibatches(self.n_paired_captions, cfg.batch_size, shuffle=True)
             else:
                 batches = (self.paired_sampler.batch(epoch * steps + s) for s in range(steps))
+            log = EpochLog(context.progress, steps, cfg.progress_every)
             for step, paired_rows in enumerate(batches):
                 g = epoch * steps + step
-                values = self.train_step(g, paired_rows, self.image_sampler.batch(g), self.caption_sampler.batch(g))
-                for name, value in values.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                    counts[name] = counts.get(name, 0) + 1
-                if (step + 1) % max(1, cfg.progress_every) == 0 or step + 1 == steps:
-                    context.progress(step=step + 1, steps=steps, loss=sums["total"] / counts["total"])
-            return {name: sums[name] / counts[name] for name in sums}
+                log.add(step, self.train_step(g, paired_rows, self.image_sampler.batch(g),
+                                              self.caption_sampler.batch(g)))
+            return log.means()
 
-        def validate():
-            from bench.metrics import evaluate
-
-            return evaluate(self.embed_images(validation.features), self._embed_prepared(val_text),
-                            validation.caption_to_image)
-
-        result = run_training(
-            modules=self.modules,
-            optimizers={"adam": self.optimizer, "critic_adam": self.critic_optimizer},
-            schedulers={"step_lr": self.scheduler},
-            n_epochs=cfg.epochs,
-            train_epoch=train_epoch,
-            validate=validate,
-            context=context,
-        )
+        result = run_training(modules=self.modules,
+                              optimizers={"adam": self.optimizer, "critic_adam": self.critic_optimizer},
+                              schedulers={"step_lr": self.scheduler}, n_epochs=cfg.epochs, train_epoch=train_epoch,
+                              validate=self.validator(context.validation), context=context)
         pools = f"unpaired pools: {self.n_unpaired_images} images, {self.n_unpaired_captions} captions"
         if not self._uses_unpaired_terms():
             pools += " (unused: every reconstruction and prior weight is 0)"
@@ -489,53 +331,28 @@ class JWAEModel(RetrievalModel):
         return result
 
     # -- embedding -------------------------------------------------------------------------------
-    def _require_fitted(self) -> None:
-        if not self.modules or self.pipeline is None:
-            raise BenchError("the jwae model has not been fitted yet")
+    def encode_images(self, features: torch.Tensor) -> torch.Tensor:
+        return l2_normalize(self.modules["image_encoder"](features))
 
-    def _embed(self, module: nn.Module, encode, n: int) -> torch.Tensor:
-        return embed_in_batches(lambda idx: l2_normalize(encode(idx)), n, self.config.eval_batch_size,
-                                modules=[module])
+    def encode_text(self, inputs: tuple) -> torch.Tensor:
+        return l2_normalize(self.modules["text_encoder"](*inputs))
 
-    def embed_images(self, features: np.ndarray) -> torch.Tensor:
-        self._require_fitted()
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-        encoder = self.modules["image_encoder"]
-        return self._embed(encoder, lambda idx: encoder(x[idx].to(self.device)), x.shape[0])
-
-    def embed_captions(self, captions: list[str]) -> torch.Tensor:
-        self._require_fitted()
-        return self._embed_prepared(self.pipeline.prepare(list(captions)))
-
-    def _embed_prepared(self, prepared) -> torch.Tensor:
-        encoder = self.modules["text_encoder"]
-        return self._embed(encoder, lambda idx: encoder(*prepared.batch(idx, self.device)), len(prepared))
+    def embedding_modules(self) -> list[nn.Module]:
+        return [self.modules[name] for name in ("image_encoder", "text_encoder") if name in self.modules]
 
     def describe(self) -> dict:
         cfg: JWAEConfig = self.config
-        facts = dict(self.pipeline.describe()) if self.pipeline is not None else {"text_encoder": cfg.text_encoder}
-        facts.update({
-            "weights": cfg.weights(),
-            "text_reconstruction": ("GRU decoder NLL (teacher forcing, word dropout "
-                                    f"{cfg.word_dropout:g})" if cfg.text_encoder == "gru"
-                                    else "MLP to the frozen sentence vector, squared error"),
+        reads_words = TEXT_SIDES[cfg.text_encoder].reads_words
+        return {
+            **super().describe(),
+            "weights": {"ranking": cfg.ranking_weight, "image_rec": cfg.image_rec_weight,
+                        **dict([cfg.text_reconstruction(reads_words)]), "adversarial": cfg.adversarial_weight},
+            "text_reconstruction": (f"GRU decoder NLL (teacher forcing, word dropout {cfg.word_dropout:g})"
+                                    if reads_words else "MLP to the frozen sentence vector, squared error"),
             "prior": "WAE-GAN, N(0, I) " + ("projected onto radius sqrt(d)" if cfg.prior_space == "sphere"
                                             else "on the raw codes"),
             "prior_space": cfg.prior_space,
             "critic_every": cfg.disc_every,
             "epoch_over": cfg.epoch_over,
             "unpaired_batch_size": cfg.unpaired_batch_size,
-        })
-        return facts
-
-
-register_model(
-    ModelSpec(
-        name="jwae",
-        factory=JWAEModel,
-        config_class=JWAEConfig,
-        summary="JWAE: VSE++ encoders + decoders + WAE-GAN shared prior; unpaired data feeds reconstruction and prior",
-        aliases=("wae",),
-        uses_unpaired=True,
-    )
-)
+        }

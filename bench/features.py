@@ -385,18 +385,6 @@ def load_image(path: Path, preprocessing: Preprocessing):
         raise BenchError(f"cannot read image {path} ({type(error).__name__}: {error}); fix or remove it") from None
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise BenchError(f"unknown device '{device}'; use cpu, cuda or auto")
-    return device
-
-
 def _say(message: str, verbose: bool) -> None:
     if verbose:
         print(message, file=sys.stderr)
@@ -491,6 +479,8 @@ def extract_features(
 
     images_text = "".join(f"{name}\n" for name in names)
     _check_images_file_free(out_path, images_text)
+    from bench.provenance import resolve_device
+
     device = resolve_device(device)
     model, weights_info = spec.load(progress)
     model = model.to(device).eval()
@@ -534,7 +524,7 @@ def extract_features(
         images_file=IMAGES_FILE,
         images_sha256=sha256_lines(names),
         image_dir=str(image_dir.resolve()),
-        device=device,
+        device=str(device),
         torch_version=torch.__version__,
         torchvision_version=torchvision.__version__,
         numpy_version=np.__version__,
@@ -571,7 +561,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     extract.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per forward pass (default 32)")
     extract.add_argument(
-        "--device", default="auto", choices=["cpu", "cuda", "auto"], help="where to run (default auto: cuda if available)"
+        "--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N"
     )
     extract.add_argument("--float32", action="store_true", help="store float32 instead of float16")
     extract.add_argument("--force", action="store_true", help="recompute even if the manifest matches")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -66,12 +67,13 @@ def environment(device: torch.device) -> dict:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (a GPU when torch sees one), ``cpu``, ``cuda`` or ``cuda:N``; a clear error otherwise."""
     from bench.errors import BenchError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda was asked for but torch sees no GPU; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise BenchError(f"unknown device '{name}'; choose auto, cpu or cuda")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise BenchError(f"unknown device '{name}'; choose auto, cpu, cuda or cuda:N")
+    if name != "cpu" and not torch.cuda.is_available():
+        raise BenchError(f"--device {name} was asked for but torch sees no CUDA GPU; use --device cpu or auto")
     return torch.device(name)

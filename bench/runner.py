@@ -31,18 +31,15 @@ from bench.data.types import Split
 from bench.errors import BenchError
 from bench.io import atomic_write_json, to_json
 from bench.metrics import evaluate_protocol
-from bench.models import (
-    FitContext,
-    ModelSpec,
-    PairedData,
-    UnpairedData,
-    config_to_dict,
-)
+from bench.config import config_to_dict
+from bench.models import FitContext, PairedData, UnpairedData
+from bench.registry import ModelSpec
 from bench.provenance import environment
 from bench.splits import PairingSplit, format_fraction, load_split
 from bench.training import seed_everything
 
 SCHEMA_VERSION = 1
+DEFAULT_RUN = Path("runs") / "default"  # what `bench run` writes and `bench report` reads without a folder
 
 
 @dataclass(frozen=True)
@@ -116,13 +113,6 @@ def subsets(dataset: Dataset, split: PairingSplit) -> tuple[PairedData, Unpaired
             captions=[train.captions[r] for r in caption_rows],
         ),
     )
-
-
-def protocols_for(dataset: Dataset) -> list[str]:
-    """COCO reports 1K (5 folds) and 5K; every other dataset its whole test split."""
-    if dataset.name == "coco" and dataset.test.n_images >= 5000:
-        return ["coco1k", "coco5k"]
-    return ["full"]
 
 
 def test_metrics(model, test: Split, protocols: list[str]) -> dict[str, dict[str, float]]:
@@ -228,14 +218,14 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, out: Path, device: t
         seed_everything(cell.seed)
         model = spec.factory(cell.config)
         context = FitContext(validation=dataset.dev, workdir=workdir, device=device, seed=cell.seed,
-                             progress=progress, dataset_name=dataset.name)
+                             progress=progress)
         t = time.perf_counter()
         fit = model.fit(paired, unpaired, context)
         timing["fit_s"] = time.perf_counter() - t
         record["training"] = dataclasses.asdict(fit)
         record["model"] = model.describe()
         t = time.perf_counter()
-        by_protocol = test_metrics(model, dataset.test, protocols_for(dataset))
+        by_protocol = test_metrics(model, dataset.test, list(dataset.protocols))
         timing["evaluate_s"] = time.perf_counter() - t
         record["metrics_by_protocol"] = by_protocol
         record["protocol"] = next(iter(by_protocol))

@@ -21,6 +21,7 @@ from bench.io import atomic_write_json
 _TOKEN = re.compile(r"[a-z0-9']+")
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
+VOCABULARY_FILE = "vocabulary.json"  # the name a model saves its vocabulary under, in its cell folder
 
 
 def tokenize(caption: str) -> list[str]:

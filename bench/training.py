@@ -2,12 +2,14 @@
 
 A model builds its modules and optimizers and hands :func:`run_training` two
 callables: ``train_epoch(epoch) -> {loss name: mean value}`` and
-``validate() -> RetrievalMetrics`` (on the dev split). The skeleton runs the epochs,
-steps the schedulers, keeps the weights of the epoch with the best validation rsum,
-and after every epoch writes a checkpoint atomically (modules, optimizers, schedulers,
-RNG states, the best weights so far and the validation curve). If a checkpoint is
-there when training starts, it resumes after the last finished epoch with the RNG
-state it had, so on CPU a resumed run ends exactly where an uninterrupted one would.
+``validate() -> {metric name: value}`` (on the dev split), and names the metric that
+selects the kept epoch (``score``, default ``rsum``) and whether higher is better. The
+skeleton runs the epochs, steps the schedulers, keeps the weights of the epoch with the
+best validation score, and after every epoch writes a checkpoint atomically (modules,
+optimizers, schedulers, RNG states, the best weights so far and the validation curve).
+If a checkpoint is there when training starts, it resumes after the last finished epoch
+with the RNG state it had, so on CPU a resumed run ends exactly where an uninterrupted
+one would. :class:`EpochLog` averages a loop's per-step losses and reports its progress.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import copy
 import math
 import random
 from pathlib import Path
+from collections import defaultdict
 from typing import Callable, Iterator
 
 import numpy as np
@@ -71,6 +74,30 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, paramet
     optimizer.step()
 
 
+class EpochLog:
+    """The mean of each loss over the steps of one epoch that produced it, and in-epoch progress.
+
+    ``add(step, values)`` takes step ``step`` (0-based) of ``steps``; every ``every`` steps, and
+    at the last, it reports ``loss`` (the running mean of ``total``) with the given ``tags``.
+    """
+
+    def __init__(self, progress: Callable[..., None], steps: int, every: int, total: str = "total", **tags) -> None:
+        self.progress, self.steps, self.every, self.total, self.tags = progress, steps, max(1, every), total, tags
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.sums[name] += value
+            self.counts[name] += 1
+        if (step + 1) % self.every == 0 or step + 1 == self.steps:
+            self.progress(**self.tags, step=step + 1, steps=self.steps,
+                          loss=self.sums[self.total] / self.counts[self.total])
+
+    def means(self) -> dict[str, float]:
+        return {name: self.sums[name] / self.counts[name] for name in self.sums}
+
+
 def run_training(
     *,
     modules: dict[str, nn.Module],
@@ -78,14 +105,19 @@ def run_training(
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] | None,
     n_epochs: int,
     train_epoch: Callable[[int], dict[str, float]],
-    validate: Callable[[], "object"],
+    validate: Callable[[], dict[str, float]],
     context: FitContext,
     checkpoint_name: str = CHECKPOINT_NAME,
+    score: str = "rsum",
+    maximize: bool = True,
 ) -> FitResult:
+    """Train for ``n_epochs`` and keep the epoch whose ``validate()[score]`` is best (highest when
+    ``maximize``, else lowest); resume from ``checkpoint_name`` in the cell's folder if it exists."""
     schedulers = schedulers or {}
+    sign = 1.0 if maximize else -1.0  # compare sign * score, so "best" is always the largest
     path = Path(context.workdir) / checkpoint_name
     result = FitResult()
-    start_epoch, best_rsum, best_state = 0, -math.inf, None
+    start_epoch, best, best_state = 0, -math.inf, None
 
     if path.exists():
         try:
@@ -101,7 +133,7 @@ def run_training(
                 f"checkpoint {path} was made with other settings ({type(error).__name__}); delete it or rerun with --force"
             ) from None
         _set_rng_state(saved["rng"])
-        start_epoch, best_rsum, best_state = saved["epoch"] + 1, saved["best_rsum"], saved["best_state"]
+        start_epoch, best, best_state = saved["epoch"] + 1, saved["best_score"], saved["best_state"]
         result.validation_curve = saved["curve"]
         result.best_epoch = saved["best_epoch"]
         result.resumed_from_epoch = saved["epoch"]
@@ -115,12 +147,12 @@ def run_training(
             module.eval()
         with torch.no_grad():
             metrics = validate()
-        rsum = float(metrics.rsum)
-        point = {"epoch": epoch, "val_rsum": rsum, **{f"loss_{k}": float(v) for k, v in losses.items()}}
-        point.update({f"val_{k}": float(v) for k, v in metrics.to_dict().items() if k != "rsum"})
+        value = float(metrics[score])
+        point = {"epoch": epoch, f"val_{score}": value, **{f"loss_{k}": float(v) for k, v in losses.items()}}
+        point.update({f"val_{k}": float(v) for k, v in metrics.items() if k != score})
         result.validation_curve.append(point)
-        if rsum > best_rsum:
-            best_rsum, result.best_epoch = rsum, epoch
+        if sign * value > best:
+            best, result.best_epoch = sign * value, epoch
             best_state = {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
         for scheduler in schedulers.values():
             scheduler.step()
@@ -132,13 +164,14 @@ def run_training(
                 "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
                 "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
                 "rng": _rng_state(),
-                "best_rsum": best_rsum,
+                "best_score": best,
                 "best_epoch": result.best_epoch,
                 "best_state": best_state,
                 "curve": result.validation_curve,
             },
         )
-        context.progress(epoch=epoch + 1, epochs=n_epochs, val_rsum=rsum, best_rsum=best_rsum, **losses)
+        context.progress(epoch=epoch + 1, epochs=n_epochs, **{f"val_{score}": value, f"best_{score}": sign * best},
+                         **losses)
 
     result.epochs_run = n_epochs
     if best_state is not None:

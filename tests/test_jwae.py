@@ -15,7 +15,8 @@ from baselines.jwae import CyclingSampler, JWAEConfig, JWAEModel
 from bench.data.synthetic import generate
 from bench.errors import BenchError
 from bench.metrics import evaluate
-from bench.models import FitContext, PairedData, UnpairedData, get_model_spec
+from bench.models import FitContext, PairedData, UnpairedData
+from bench.registry import get_model_spec
 from bench.nn.decoders import (
     GRUTextDecoder,
     LatentCritic,
@@ -309,7 +310,7 @@ def test_vocabulary_comes_from_paired_and_unpaired_training_captions(synthetic, 
     saved = Vocabulary.load(tmp_path / "vocabulary.json")
     paired, unpaired = make_subsets(synthetic)
     assert saved.words == Vocabulary.build(unpaired.captions).words  # overlap: each caption counted once
-    assert saved.words == model.pipeline.vocabulary.words
+    assert saved.words == model.text.vocabulary.words
 
 
 def test_empty_unpaired_pools(synthetic, tmp_path):
@@ -320,27 +321,7 @@ def test_empty_unpaired_pools(synthetic, tmp_path):
     assert any("empty pool" in note for note in result.notes)
 
 
-def _fake_sentence_vectors(captions, cache_dir=None, **_):
-    """Stand-in for all-MiniLM-L6-v2: a fixed random projection of word counts, unit length."""
-    from bench.text import tokenize
-
-    rng = np.random.default_rng(0)
-    table: dict[str, np.ndarray] = {}
-    out = np.zeros((len(captions), 384), dtype=np.float32)
-    for row, caption in enumerate(captions):
-        for word in tokenize(caption):
-            if word not in table:
-                seed = int.from_bytes(word.encode()[:8].ljust(8, b"\0"), "little")
-                table[word] = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
-            out[row] += table[word]
-    out += 1e-3 * rng.standard_normal(out.shape).astype(np.float32)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def test_minilm_variant_runs(synthetic, tmp_path, monkeypatch):
-    import bench.nn.sentences as sentences
-
-    monkeypatch.setattr(sentences, "encode_sentences", _fake_sentence_vectors)
+def test_minilm_variant_runs(synthetic, tmp_path, fake_minilm):
     config = dataclasses.replace(TINY, text_encoder="minilm", epochs=2)
     model, result = fit(config, synthetic, tmp_path)
     assert "loss_sentence_rec" in result.validation_curve[0] and "loss_text_rec" not in result.validation_curve[0]

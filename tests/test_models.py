@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import pytest
 
-import bench.models as models
+import bench.registry as registry
 from bench.cli import main
+from bench.config import ModelConfig, apply_overrides
 from bench.errors import BenchError
-from bench.models import ModelConfig, ModelSpec, apply_overrides, get_model_spec, parse_model_names
+from bench.registry import ModelSpec, get_model_spec, parse_model_names
 
 
 def test_names_and_aliases_resolve():
@@ -50,11 +51,11 @@ def test_entry_point_plugins_are_registered(monkeypatch):
     import importlib.metadata
 
     def fake_entry_points(group=None):
-        return [_EntryPoint()] if group == models.ENTRY_POINT_GROUP else []
+        return [_EntryPoint()] if group == registry.ENTRY_POINT_GROUP else []
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
-    monkeypatch.setattr(models, "_loaded", False)
+    monkeypatch.setattr(registry, "_loaded", False)
     try:
         assert get_model_spec("plugin") is spec
     finally:
-        models.MODELS.pop("plugin", None)
+        registry.MODELS.pop("plugin", None)

@@ -37,7 +37,8 @@ def run_case(model_name: str, text_encoder: str, workdir: Path) -> dict:
 
     from bench.data.synthetic import generate
     from bench.metrics import evaluate
-    from bench.models import FitContext, get_model_spec
+    from bench.models import FitContext
+    from bench.registry import get_model_spec
     from bench.runner import subsets
     from bench.splits import make_split
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 def run_dir(small_synthetic, small_splits, tmp_path):
     import torch
 
-    from bench.models import get_model_spec
+    from bench.registry import get_model_spec
     from bench.runner import build_cells, run_grid
 
     spec = get_model_spec("cca")

@@ -15,7 +15,9 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.models import ModelConfig, ModelSpec, RetrievalModel, get_model_spec
+from bench.config import ModelConfig
+from bench.models import RetrievalModel
+from bench.registry import ModelSpec, get_model_spec
 from bench.runner import build_cells, run_grid
 from bench.schema import validation_errors
 

@@ -3,7 +3,6 @@ batches, a tiny fit, resume, ablation configs."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -13,10 +12,12 @@ from torch import nn
 
 from bench.data.synthetic import generate
 from bench.metrics import evaluate
-from bench.models import FitContext, get_model_spec
+from bench.models import FitContext
+from bench.registry import get_model_spec
 from bench.nn.losses import hinge_ranking_loss
 from bench.runner import subsets
 from bench.splits import make_split
+from bench.nn.text import text_side
 from bench.text import Vocabulary
 from unimodel import losses as L
 from unimodel.model import UnimodelConfig, UnimodelModel, epoch_batches, training_pools
@@ -212,14 +213,12 @@ def small_parts(text: str, feature_dim=6, vocab_size=12):
     cfg = tiny_config(text_encoder=text, image_embed_dim=8, text_embed_dim=8, latent_dim=4, step2_hidden=8,
                       image_hidden=8, critic_hidden=8, word_dim=4, decoder_hidden=8)
     model = UnimodelModel(cfg)
-    vocabulary = None
+    model.text = text_side(text)
     if text == "gru":
-        vocabulary = Vocabulary(words=("<pad>", "<start>", "<end>", "<unk>") + tuple(f"w{i}" for i in range(vocab_size - 4)))
-    from bench.nn.encoders import TextPipeline
-
-    model.pipeline = TextPipeline(text, vocabulary)
+        model.text.vocabulary = Vocabulary(words=("<pad>", "<start>", "<end>", "<unk>")
+                                           + tuple(f"w{i}" for i in range(vocab_size - 4)))
     torch.manual_seed(0)
-    return cfg, model.build_parts(feature_dim, vocabulary)
+    return cfg, model.build_parts(feature_dim)
 
 
 def text_rows(text: str, n: int, g: torch.Generator):
@@ -311,7 +310,7 @@ def test_tiny_fit_retrieves_well_above_chance_and_saves_its_vocabulary(tiny_data
     model, result = fit(tiny_config(epochs=4), tiny_data, tmp_path)
     assert (tmp_path / "vocabulary.json").exists() and (tmp_path / "stage1.pt").exists()
     vocabulary = Vocabulary.load(tmp_path / "vocabulary.json")
-    assert len(vocabulary) == len(model.pipeline.vocabulary)
+    assert len(vocabulary) == len(model.text.vocabulary)
     images, captions = model.embed_images(dataset.test.features), model.embed_captions(dataset.test.captions)
     assert images.dtype == torch.float32 and torch.allclose(images.norm(dim=1), torch.ones(len(images)))
     rsum = evaluate(images, captions, dataset.test.caption_to_image).rsum
@@ -357,23 +356,8 @@ def test_each_scenario_switched_off_still_trains(tiny_data, tmp_path, weight):
     assert not any(f"loss_wdist_{name}" in point for name, w in CRITIC_WEIGHTS.items() if w == weight)
 
 
-def fake_sentence_vectors(captions, cache_dir=None, **_):
-    """A stand-in for MiniLM: a normalised sum of per-word random vectors (deterministic)."""
-    from bench.nn.sentences import DIMENSION
-
-    out = np.zeros((len(captions), DIMENSION), dtype=np.float32)
-    for row, caption in enumerate(captions):
-        for word in caption.lower().split():
-            seed = int.from_bytes(hashlib.sha1(word.encode()).digest()[:4], "little")
-            out[row] += np.random.default_rng(seed).standard_normal(DIMENSION).astype(np.float32)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
-
-
 @pytest.mark.parametrize("step1_mode", ["finetune", "freeze"])
-def test_minilm_text_embedding_and_frozen_step1_train(tiny_data, tmp_path, monkeypatch, step1_mode):
-    import bench.nn.sentences as sentences
-
-    monkeypatch.setattr(sentences, "encode_sentences", fake_sentence_vectors)
+def test_minilm_text_embedding_and_frozen_step1_train(tiny_data, tmp_path, fake_minilm, step1_mode):
     model, result = fit(tiny_config(text_encoder="minilm", step1_mode=step1_mode), tiny_data, tmp_path)
     assert model.parts.text_encoder is None and model.parts.text_decoder is None
     assert model.describe()["text_encoder"] == "minilm"

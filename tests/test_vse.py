@@ -12,7 +12,8 @@ import torch
 
 from baselines.vse import VSEConfig, VSEModel
 from bench.data.synthetic import generate
-from bench.models import FitContext, PairedData, UnpairedData, get_model_spec
+from bench.models import FitContext, PairedData, UnpairedData
+from bench.registry import get_model_spec
 from bench.nn.encoders import GRUTextEncoder, ImageEncoder
 from bench.nn.losses import hinge_ranking_loss
 
@@ -150,10 +151,10 @@ def _empty_unpaired(feature_dim: int) -> UnpairedData:
     return UnpairedData([], np.zeros((0, feature_dim), np.float32), [], [])
 
 
-def _fit(data, workdir, config=TINY, unpaired=None, cache_dir=None, progress=None):
+def _fit(data, workdir, config=TINY, unpaired=None, progress=None):
     dataset, paired = data
     model = VSEModel(config)
-    context = FitContext(validation=dataset.dev, workdir=workdir, seed=0, cache_dir=cache_dir)
+    context = FitContext(validation=dataset.dev, workdir=workdir, seed=0)
     if progress is not None:
         context.progress = progress
     result = model.fit(paired, unpaired or _empty_unpaired(paired.features.shape[1]), context)
@@ -227,9 +228,10 @@ def test_vse0_variant_is_described(data, tmp_path):
     assert math.isfinite(result.validation_curve[0]["loss_hinge"])
 
 
-def test_minilm_text_encoder(data, tmp_path):
+def test_minilm_text_encoder(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     config = dataclasses.replace(TINY, text_encoder="minilm")
-    model, result, (images, captions) = _fit(data, tmp_path / "run", config=config, cache_dir=tmp_path / "cache")
+    model, result, (images, captions) = _fit(data, tmp_path / "run", config=config)
     dataset, _ = data
     assert max(p["val_rsum"] for p in result.validation_curve) > 2 * CHANCE_RSUM
     assert captions.shape == (dataset.test.n_captions, 64)

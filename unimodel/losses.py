@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models import l2_normalize
+from bench.nn import l2_normalize
 from bench.nn.decoders import sequence_nll, squared_reconstruction
 from bench.nn.losses import hinge_ranking_loss
 

@@ -16,36 +16,25 @@ Only the chains a non-zero weight needs are computed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from unimodel import losses as L
+from unimodel.config import UnimodelConfig
 from unimodel.parts import Parts
 
-# loss name -> the config weight that scales it
-MODEL_LOSS_WEIGHTS = {
-    "step1_image": "w_step1",
-    "step1_text": "w_step1",
-    "auto": "w_auto",
-    "cyclic": "w_cyclic",
-    "paired_recon": "w_paired_recon",
-    "latent_adv": "w_latent_adv",
-    "prior_adv": "w_prior_adv",
-    "domain_adv": "w_domain_adv",
-    "paired_retrieval": "w_paired_retrieval",
-    "unpaired_retrieval": "w_unpaired_retrieval",
-}
-# critic -> the weight that switches it on
-CRITIC_WEIGHTS = {
-    "latent_critic": "w_latent_adv",
-    "prior_critic": "w_prior_adv",
-    "text_emb_critic": "w_domain_adv",
-    "image_emb_critic": "w_domain_adv",
-}
-UNPAIRED_WEIGHTS = ("w_step1", "w_auto", "w_cyclic", "w_latent_adv", "w_prior_adv", "w_domain_adv",
-                    "w_unpaired_retrieval")
-PAIRED_WEIGHTS = ("w_paired_recon", "w_paired_retrieval")
+
+def _scenario_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(UnimodelConfig) if "losses" in f.metadata]
+
+
+# Read from the tags on UnimodelConfig's scenario weights (see unimodel.config.scenario).
+MODEL_LOSS_WEIGHTS = {loss: f.name for f in _scenario_fields() for loss in f.metadata["losses"]}  # loss -> weight
+CRITIC_WEIGHTS = {critic: f.name for f in _scenario_fields() for critic in f.metadata["critics"]}  # critic -> weight
+UNPAIRED_WEIGHTS = tuple(f.name for f in _scenario_fields() if f.metadata["data"] == "unpaired")
+PAIRED_WEIGHTS = tuple(f.name for f in _scenario_fields() if f.metadata["data"] == "paired")
 
 
 @dataclass

@@ -5,11 +5,11 @@ Step 1 (one autoencoder per modality, into that modality's own embedding space):
 * :class:`FeatureEncoder` / :class:`FeatureDecoder` — image encoder/decoder, MLPs over the
   precomputed backbone features (standardised with training statistics kept as buffers);
   the image embedding ``p`` is L2-normalised.
-* text encoder — the shared :class:`bench.nn.encoders.GRUTextEncoder` (built through
-  :class:`bench.nn.encoders.TextPipeline`), giving the text embedding ``w``; text decoder —
-  the shared :class:`bench.nn.decoders.GRUTextDecoder` conditioned on ``w``, trained with
-  teacher forcing and word dropout. With the ``minilm`` text encoder the frozen sentence
-  vector *is* ``w`` and there is no step-1 text autoencoder (both text parts are ``None``).
+* text encoder and decoder — built by the model's text side (:mod:`bench.nn.text`): with
+  ``gru`` the shared GRU encoder, giving the text embedding ``w``, and the GRU decoder
+  conditioned on ``w``, trained with teacher forcing and word dropout. With ``minilm`` the
+  frozen sentence vector *is* ``w`` and there is no step-1 text autoencoder (both text parts
+  are ``None``).
 
 Step 2 (between each embedding space and the shared latent space): :class:`ResidualMLP`
 encoders ``E'_v``, ``E'_t`` and decoders ``G'_v``, ``G'_t``. Decoders end on the unit
@@ -30,7 +30,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from bench.models import l2_normalize
+from bench.nn import l2_normalize
 
 
 def _linear(in_dim: int, out_dim: int, bias: bool = True) -> nn.Linear:

@@ -10,7 +10,7 @@ from bench.errors import BenchError
 from bench.io import atomic_write_text
 from bench.report import FORMATS, load_records, load_reference, plot, records_frame, render, summary_table
 
-DEFAULT_RUN = Path("runs") / "default"
+from bench.runner import DEFAULT_RUN
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

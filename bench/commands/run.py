@@ -9,12 +9,11 @@ from pathlib import Path
 
 from bench.commands.common import add_dataset_arguments, load_from_args
 from bench.errors import BenchError
-from bench.models import known_models, parse_model_names
-from bench.nn.encoders import TEXT_ENCODERS
+from bench.nn.text import TEXT_SIDES
 from bench.provenance import resolve_device
+from bench.registry import known_models, parse_model_names
+from bench.runner import DEFAULT_RUN, build_cells, run_grid
 from bench.splits import POLICIES, parse_fractions, parse_seeds
-
-DEFAULT_OUT = Path("runs") / "default"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -34,15 +33,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--policy", default="overlap", choices=POLICIES, help="split policy (default overlap)")
     run.add_argument("--profile", default="cpu", help="config profile: cpu (default) or paper")
     run.add_argument("--text-encoders", default=None,
-                     help=f"comma-separated text encoders to run for models that have one ({', '.join(TEXT_ENCODERS)}); "
+                     help=f"comma-separated text encoders to run for models that have one ({', '.join(TEXT_SIDES)}); "
                      "default: the profile's")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="[MODEL.]KEY=VALUE",
                      help="override a config setting, e.g. --set vse.epochs=5 or --set epochs=5 (every model that has it)")
     run.add_argument("--label", default=None,
                      help="name this variant (e.g. an ablation: --label no-cyclic --set mine.w_cyclic=0); "
                      "it becomes part of the cell names and a row of its own in the report")
-    run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
-    run.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+    run.add_argument("--out", type=Path, default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
+    run.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=None,
                      help="CPU threads for torch (default: torch's own choice); 1 is fastest when other jobs share the cores")
     run.add_argument("--splits-dir", type=Path, default=None, help="split files folder (default: the repo's splits/)")
@@ -73,14 +72,12 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from bench.runner import build_cells, run_grid
-
     specs = parse_model_names(args.models)
     fractions, seeds = parse_fractions(args.fractions), parse_seeds(args.seeds)
     text_encoders = [t.strip() for t in args.text_encoders.split(",")] if args.text_encoders else None
     for encoder in text_encoders or []:
-        if encoder not in TEXT_ENCODERS:
-            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(TEXT_ENCODERS)}")
+        if encoder not in TEXT_SIDES:
+            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(TEXT_SIDES)}")
     overrides = parse_overrides(args.overrides)
     for name in overrides:
         if name != "*" and name not in {s.name for s in specs}:

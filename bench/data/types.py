@@ -104,6 +104,7 @@ class Dataset:
     description: str = ""
     source: dict = field(default_factory=dict)  # where it came from: root, feature file, checksums
     messages: tuple[str, ...] = ()  # what the loader dropped or repaired, for the user to read
+    protocols: tuple[str, ...] = ("full",)  # evaluation protocols of bench.metrics its test split is reported with
 
     def __post_init__(self) -> None:
         dims = {s.feature_dim for s in self.splits()}

@@ -1,0 +1,88 @@
+"""The proposed model's settings: sizes of the twelve parts, the seven scenarios' weights, the
+two-stage schedule, and the ``paper`` and ``cpu`` profiles.
+
+Each scenario weight is tagged once, in its field's metadata (:func:`scenario`): which losses it
+scales, which data those losses read (``paired`` or ``unpaired`` batches) and which critics it
+switches on. :mod:`unimodel.objective` reads the tags; nothing else lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from bench.config import TrainingConfig
+from bench.errors import BenchError
+
+STEP1_MODES = ("finetune", "freeze")
+
+
+def scenario(default: float, losses: tuple[str, ...], data: str, critics: tuple[str, ...] = ()):
+    """A scenario weight (0 switches the scenario off) and what it governs."""
+    return field(default=default, metadata={"losses": losses, "data": data, "critics": critics})
+
+
+@dataclass(frozen=True)
+class UnimodelConfig(TrainingConfig):
+    # step 1 (text_encoder: "gru" trains a step-1 text autoencoder, "minilm" uses the frozen vector as w)
+    image_embed_dim: int = 1024  # size of the image-embedding space p
+    image_hidden: int = 2048  # width of the image encoder/decoder MLPs
+    image_blocks: int = 1  # residual blocks in each
+    text_embed_dim: int = 1024  # size of the text-embedding space w (GRU hidden size; gru only)
+    text_layers: int = 1  # GRU encoder layers
+    decoder_hidden: int = 1024  # GRU decoder hidden size
+    decoder_layers: int = 2
+    word_dropout: float = 0.2  # decoder input words replaced by <unk> (teacher forcing)
+    # step 2
+    latent_dim: int = 1024
+    step2_hidden: int = 1024  # width of the residual MLPs E'_v, G'_v, E'_t, G'_t
+    step2_blocks: int = 2
+    dropout: float = 0.0  # on the hidden activations of every encoder/decoder MLP
+    linear_start: bool = False  # every encoder/decoder MLP starts as its linear shortcut
+    # critics (WGAN-GP)
+    critic_hidden: int = 512
+    critic_layers: int = 2
+    critic_lr: float = 1e-4
+    critic_steps: int = 1  # critic updates per model update
+    gp_weight: float = 10.0
+    prior_sigma: float = 1.0  # the latent prior is N(0, sigma^2 I)
+    # scenario weights, numbered as in the mission
+    w_step1: float = scenario(1.0, ("step1_image", "step1_text"), "unpaired")  # 1. step-1 recon (fine-tuning)
+    w_auto: float = scenario(1.0, ("auto",), "unpaired")  # 1. step-2 embedding auto-reconstruction
+    w_cyclic: float = scenario(1.0, ("cyclic",), "unpaired")  # 2. cyclic reconstruction
+    w_paired_recon: float = scenario(1.0, ("paired_recon",), "paired")  # 3. paired reconstruction
+    w_latent_adv: float = scenario(0.01, ("latent_adv",), "unpaired", ("latent_critic",))  # 4. image vs text codes
+    w_prior_adv: float = scenario(0.01, ("prior_adv",), "unpaired", ("prior_critic",))  # 4. codes vs the prior
+    w_domain_adv: float = scenario(0.01, ("domain_adv",), "unpaired",  # 5. domain critics, both spaces
+                                   ("text_emb_critic", "image_emb_critic"))
+    w_paired_retrieval: float = scenario(1.0, ("paired_retrieval",), "paired")  # 6. hinge on codes of pairs
+    w_unpaired_retrieval: float = scenario(0.1, ("unpaired_retrieval",), "unpaired")  # 7. hinge on pseudo-pairs
+    hinge_warmup_epochs: int = 1  # stage-2 epochs with every negative (VSE0) before the hardest only
+    pseudo_detach: bool = True  # scenario 7: no gradient through the translation that makes the pseudo item
+    paired_as_unpaired: bool = True  # paired items are also in the unpaired pools
+    # schedule (epochs, lr and its drop are stage 2's)
+    stage1_epochs: int = 5
+    stage1_lr: float = 1e-3
+    step1_mode: str = "finetune"  # "finetune" or "freeze" step 1 in stage 2
+    step1_lr_scale: float = 1.0  # stage-2 learning rate of step-1 parts, relative to lr
+
+    PROFILES: ClassVar[dict] = {
+        "paper": {},
+        # Small and short for 2 CPU cores, chosen on the Flickr8k dev split (reports/notes/mine.md):
+        # frozen MiniLM vectors as w (as the vse and jwae cpu profiles); single-layer maps that start
+        # linear, with dropout 0.5 (deeper ones overfit 6,000 images within two epochs); three
+        # stage-1 epochs of the image autoencoder, whose reconstruction stays on in stage 2; no
+        # pseudo-pair retrieval; faint adversarial terms.
+        "cpu": {
+            "text_encoder": "minilm", "image_embed_dim": 512, "image_hidden": 512, "text_embed_dim": 512,
+            "decoder_hidden": 512, "decoder_layers": 1, "latent_dim": 512, "step2_hidden": 512,
+            "image_blocks": 0, "step2_blocks": 0, "linear_start": True, "dropout": 0.5,
+            "critic_hidden": 256, "stage1_epochs": 3, "w_step1": 1.0, "w_unpaired_retrieval": 0.0,
+            "epochs": 8, "lr_decay_epoch": 5,
+        },
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.step1_mode not in STEP1_MODES:
+            raise BenchError(f"step1_mode must be one of {', '.join(STEP1_MODES)}, not '{self.step1_mode}'")
