@@ -165,22 +165,62 @@ def record_path(out: Path, cell: Cell) -> Path:
     return out / "records" / f"{cell.name}.json"
 
 
-def work_dir(out: Path, cell: Cell) -> Path:
-    """Checkpoints and vocabulary of one cell; keyed by the config hash so a changed config never resumes a stale one."""
-    return out / "work" / f"{cell.name}-{cell.config_hash[:12]}"
+def cell_identity(config_hash: str, content_sha256: str, split_sha256: str) -> str:
+    """What makes a finished cell reusable: the same config, the same data bytes and the same split
+    file. Changed data (a dropped image, an edited caption) means another identity and a recompute."""
+    return hashlib.sha256(f"{config_hash}:{content_sha256}:{split_sha256}".encode()).hexdigest()
+
+
+def record_identity(record: dict) -> str | None:
+    """The identity of the cell a finished record was made for (None when it lacks the fields)."""
+    try:
+        data = record["data"]
+        return cell_identity(record["config_hash"], data["content_sha256"], data["split_sha256"])
+    except (KeyError, TypeError):
+        return None
+
+
+def work_dir(out: Path, cell: Cell, identity: str) -> Path:
+    """Checkpoints and vocabulary of one cell; keyed by its identity, so neither a changed config nor
+    changed data ever resumes a stale checkpoint."""
+    return out / "work" / f"{cell.name}-{identity[:12]}"
 
 
 def read_record(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return record if isinstance(record, dict) else None
 
 
-def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, out: Path, device: torch.device, quiet: bool,
-             splits_dir: Path | None) -> dict:
+def is_finished(out: Path, cell: Cell, identity: str) -> bool:
+    record = read_record(record_path(out, cell))
+    return bool(record) and record.get("status") == "ok" and record_identity(record) == identity
+
+
+def prepare_run_folder(out: Path) -> None:
+    """Create ``out/records`` and ``out/locks`` and check they can be written, with a clear error
+    (before any training) for a folder that is a file, or on a read-only filesystem."""
+    for folder in (out, out / "records", out / "locks", out / "work"):
+        if folder.exists() and not folder.is_dir():
+            raise BenchError(f"run folder {out}: {folder} is a file, not a folder; pass another --out")
+    try:
+        for folder in (out / "records", out / "locks", out / "work"):
+            folder.mkdir(parents=True, exist_ok=True)
+        probe = out / "records" / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BenchError(f"run folder {out} can't be written ({error.strerror or error}); pass another --out") from None
+
+
+def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit, split_file: Path, out: Path,
+             device: torch.device, quiet: bool) -> dict:
+    """Fit one cell, evaluate it on the test split and write its record (a failure is recorded too)."""
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    identity = cell_identity(cell.config_hash, dataset.content_sha256, split.sha256)
     timing: dict[str, float] = {}
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -196,7 +236,6 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, out: Path, device: t
     progress = CellProgress(cell.name, quiet)
     try:
         t = time.perf_counter()
-        split, split_file = load_split(dataset, cell.fraction, cell.seed, cell.policy, splits_dir)
         paired, unpaired = subsets(dataset, split)
         timing["data_s"] = time.perf_counter() - t
         record["data"] = {
@@ -213,7 +252,7 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, out: Path, device: t
             "test_images": dataset.test.n_images,
             "test_captions": dataset.test.n_captions,
         }
-        workdir = work_dir(out, cell)
+        workdir = work_dir(out, cell, identity)
         workdir.mkdir(parents=True, exist_ok=True)
         seed_everything(cell.seed)
         model = spec.factory(cell.config)
@@ -239,8 +278,25 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, out: Path, device: t
     timing["total_s"] = time.perf_counter() - started
     record["timing"] = {k: round(v, 3) for k, v in timing.items()}
     record["provenance"]["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(record_path(out, cell), record)
+    write_record(record_path(out, cell), record)
     return record
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write a record atomically, after checking it against the schema. A record that breaks the
+    schema is written as a failure that says how, never as a result."""
+    from bench.schema import validation_errors
+
+    problems = validation_errors(record)
+    if problems:
+        record = {**record, "status": "failed",
+                  "error": {"type": "SchemaError", "message": "record breaks the schema: " + "; ".join(problems[:5]),
+                            "traceback": ""}}
+        for key in ("metrics", "metrics_by_protocol", "protocol"):
+            record.pop(key, None)
+        if validation_errors(record):
+            raise BenchError(f"record {path.name} breaks the schema: {'; '.join(problems[:5])}")
+    atomic_write_json(path, record)
 
 
 @dataclass
@@ -248,36 +304,52 @@ class GridSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    waited: list[str] = field(default_factory=list)  # cells another process held; waited for, then skipped
 
 
 def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, out: Path, device: torch.device,
-             force: bool = False, quiet: bool = False, splits_dir: Path | None = None) -> GridSummary:
-    from tqdm.auto import tqdm
+             force: bool = False, quiet: bool = False, splits_dir: Path | None = None, jobs: int = 1,
+             threads: int | None = None, executor: str = "local", address: str | None = None) -> GridSummary:
+    """Run every cell not finished yet, on ``jobs`` local worker processes or as Ray tasks.
 
-    out.mkdir(parents=True, exist_ok=True)
+    Each cell is trained under a lock in ``out/locks``, so several ``bench run`` processes (or
+    machines sharing the folder) never train the same cell: a cell another process holds is put
+    off to the end of the grid, then waited for and skipped when it finished there.
+    """
+    from bench.executors import CellJob, make_executor
+
+    if not cells:
+        raise BenchError("the grid is empty: no model, fraction or seed to run")
+    prepare_run_folder(out)
     # Fail fast on a missing or mismatched split file, before any training.
-    for key in sorted({(c.fraction, c.seed, c.policy) for c in cells}):
-        load_split(dataset, *key, splits_dir=splits_dir)
+    splits = {key: load_split(dataset, *key, splits_dir=splits_dir)
+              for key in sorted({(c.fraction, c.seed, c.policy) for c in cells})}
     summary = GridSummary()
-    overall = tqdm(cells, desc="grid", unit="cell", disable=quiet, dynamic_ncols=True)
-    for cell in overall:
-        overall.set_postfix_str(cell.name, refresh=True)
-        existing = read_record(record_path(out, cell))
-        if not force and existing and existing.get("status") == "ok" and existing.get("config_hash") == cell.config_hash:
+    pending = []
+    for cell in cells:
+        split, split_file = splits[(cell.fraction, cell.seed, cell.policy)]
+        identity = cell_identity(cell.config_hash, dataset.content_sha256, split.sha256)
+        if not force and is_finished(out, cell, identity):
             summary.skipped.append(cell.name)
             continue
-        if force:
-            for stale in work_dir(out, cell).glob("*.pt"):
-                stale.unlink()
-        record = run_cell(cell, specs[cell.model], dataset, out, device, quiet, splits_dir)
-        if record["status"] == "ok":
-            summary.done.append(cell.name)
-            line = (f"{cell.name}: rsum {record['metrics']['rsum']:.1f} "
-                    f"(i2t R@1 {record['metrics']['i2t_r1']:.1f}, t2i R@1 {record['metrics']['t2i_r1']:.1f}) "
-                    f"in {record['timing']['total_s']:.0f}s")
-        else:
-            summary.failed.append((cell.name, record["error"]["message"]))
-            line = f"{cell.name}: FAILED: {record['error']['type']}: {record['error']['message']}"
-        (tqdm.write if not quiet else print)(line)
-    overall.close()
+        pending.append(CellJob(cell, specs[cell.model], split, split_file, identity, out, str(device), force))
+    say = print if quiet else _tqdm_write
+    with make_executor(executor, jobs=jobs, threads=threads, address=address, device=device) as pool:
+        for outcome in pool.run(pending, dataset, quiet=quiet, total=len(cells), already=len(summary.skipped)):
+            if outcome.status == "ok":
+                summary.done.append(outcome.name)
+            elif outcome.status == "failed":
+                summary.failed.append((outcome.name, outcome.message))
+            elif outcome.status == "waited":
+                summary.waited.append(outcome.name)
+                summary.skipped.append(outcome.name)
+            else:
+                summary.skipped.append(outcome.name)
+            say(outcome.line)
     return summary
+
+
+def _tqdm_write(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.commands.common import add_dataset_arguments, load_from_args
 from bench.errors import BenchError
+from bench.executors import EXECUTORS
 from bench.nn.text import TEXT_SIDES
 from bench.provenance import resolve_device
 from bench.registry import known_models, parse_model_names
@@ -43,7 +44,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
     run.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=None,
-                     help="CPU threads for torch (default: torch's own choice); 1 is fastest when other jobs share the cores")
+                     help="CPU threads for torch per cell (default: torch's own choice, or the cores split evenly "
+                     "between --jobs workers); 1 is fastest when other jobs share the cores")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="cells trained at once, each in its own worker process (default 1: in this process)")
+    run.add_argument("--executor", default="local", choices=EXECUTORS,
+                     help="local (this machine, --jobs workers) or ray (each cell a Ray task; pip install -e '.[ray]')")
+    run.add_argument("--address", default=None,
+                     help="with --executor ray: the cluster to join (auto, or ray://HOST:PORT); default: start a local one")
     run.add_argument("--splits-dir", type=Path, default=None, help="split files folder (default: the repo's splits/)")
     run.add_argument("--force", action="store_true", help="recompute finished cells")
     run.add_argument("--quiet", action="store_true", help="no progress bars; one line per cell (for CI logs)")
@@ -86,9 +94,11 @@ def run_command(args: argparse.Namespace) -> int:
         if not any(key in {f.name for f in dataclasses.fields(s.config_class)} for s in specs):
             raise BenchError(f"--set {key}: no model in --models has that setting (see `bench models`)")
     device = resolve_device(args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise BenchError(f"--threads {args.threads}: give a positive number of threads")
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads {args.threads}: give a positive number of threads")
+    if args.jobs < 1:
+        raise BenchError(f"--jobs {args.jobs}: give a positive number of worker processes")
+    if args.threads is not None and args.jobs == 1 and args.executor == "local":
         import torch
 
         torch.set_num_threads(args.threads)
@@ -98,9 +108,13 @@ def run_command(args: argparse.Namespace) -> int:
     cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile, text_encoders, overrides,
                         args.label)
     summary = run_grid(cells, {s.name: s for s in specs}, dataset, args.out, device, force=args.force,
-                       quiet=args.quiet, splits_dir=args.splits_dir)
+                       quiet=args.quiet, splits_dir=args.splits_dir, jobs=args.jobs, threads=args.threads,
+                       executor=args.executor, address=args.address)
     print(f"{len(summary.done)} cells trained, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
           f"records in {args.out / 'records'}")
+    if summary.waited:
+        print(f"  {len(summary.waited)} of the done cells were trained by another bench run on this folder: "
+              f"{', '.join(summary.waited)}")
     if summary.failed:
         for name, message in summary.failed:
             print(f"  failed: {name}: {message}")
