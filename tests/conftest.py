@@ -49,7 +49,7 @@ def small_synthetic():
     """A small synthetic dataset (fast to train on) and split files for it in a temporary folder."""
     from bench.data.synthetic import generate
 
-    return generate(seed=0, n_train=240, n_dev=60, n_test=60, feature_dim=64)
+    return generate(seed=0, n_train=240, n_dev=60, n_test=60, feature_dim=64, preset="easy")
 
 
 @pytest.fixture()

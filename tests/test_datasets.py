@@ -441,3 +441,50 @@ def test_synthetic_is_deterministic():
         assert x.features.tobytes() != z.features.tobytes()
         assert x.captions != z.captions
     assert a.content_sha256 == b.content_sha256 != c.content_sha256
+
+
+def _synthetic_digest(dataset) -> str:
+    """SHA-256 of every split's ids, caption texts, caption->image map and feature bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split in dataset.splits():
+        digest.update(split.name.encode())
+        digest.update(split.features.tobytes())
+        digest.update(str(split.features.shape).encode())
+        for part in (split.image_ids, split.caption_ids, split.captions):
+            digest.update("\n".join(part).encode())
+        digest.update(split.caption_to_image.tobytes())
+    return digest.hexdigest()
+
+
+# Digests of the generator's output before the `standard` preset became the default,
+# computed with that code: the `easy` preset must reproduce it byte for byte.
+EASY_DIGESTS = {
+    "default": "34e09c2b0ad625e6abf5766fa6966c68abe2c8bb2fa8dc165305b3c844630163",
+    "small": "bf428a7be32adb4b7b0ea4c6f588df8bf2c50bbe84957a758c9ace62c9839473",
+}
+
+
+def test_synthetic_easy_preset_is_the_original_generator():
+    assert _synthetic_digest(generate(seed=3, n_train=50, n_dev=10, n_test=10, feature_dim=16, preset="easy")) \
+        == EASY_DIGESTS["small"]
+    assert _synthetic_digest(generate(preset="easy")) == EASY_DIGESTS["default"]
+    assert _synthetic_digest(load_dataset("synthetic", preset="easy")) == EASY_DIGESTS["default"]
+
+
+def test_synthetic_presets_share_ids_and_knobs_override_the_preset():
+    standard, easy = generate(n_train=40, n_dev=8, n_test=8), generate(n_train=40, n_dev=8, n_test=8, preset="easy")
+    assert standard.source["options"]["preset"] == "standard"
+    assert standard.ids_sha256 == easy.ids_sha256  # the committed split files fit every preset
+    assert standard.content_sha256 != easy.content_sha256
+    noisier = generate(n_train=40, n_dev=8, n_test=8, noise=2.0)
+    assert noisier.source["options"]["noise"] == 2.0
+    assert noisier.train.captions == standard.train.captions  # image knobs leave the captions alone
+    assert noisier.train.features.tobytes() != standard.train.features.tobytes()
+    with pytest.raises(BenchError, match="unknown synthetic preset"):
+        generate(preset="hard")
+    with pytest.raises(BenchError, match="unknown synthetic option"):
+        generate(nois=1.0)
+    with pytest.raises(BenchError, match="probability"):
+        generate(attribute_drop=1.5)

@@ -42,7 +42,7 @@ TINY = JWAEConfig(
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return generate(seed=0, n_train=300, n_dev=60, n_test=60)
+    return generate(seed=0, n_train=300, n_dev=60, n_test=60, preset="easy")
 
 
 def make_subsets(dataset, paired_fraction: float = 0.3, unpaired: str = "all"):

@@ -43,7 +43,7 @@ def run_case(model_name: str, text_encoder: str, workdir: Path) -> dict:
     from bench.splits import make_split
 
     torch.set_num_threads(1)
-    dataset = generate(seed=0, n_train=200, n_dev=40, n_test=40, feature_dim=48)
+    dataset = generate(seed=0, n_train=200, n_dev=40, n_test=40, feature_dim=48, preset="easy")
     paired, unpaired = subsets(dataset, make_split(dataset, 25, 0, "overlap"))
     spec = get_model_spec(model_name)
     config = spec.config_class.for_profile("paper", {**TINY[model_name], "text_encoder": text_encoder})

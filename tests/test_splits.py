@@ -62,7 +62,7 @@ def test_leakage_of_held_out_images_is_refused(small_synthetic):
 def test_split_for_other_data_is_refused(small_synthetic, small_splits):
     from bench.data.synthetic import generate
 
-    other = generate(seed=0, n_train=250, n_dev=60, n_test=60, feature_dim=64)
+    other = generate(seed=0, n_train=250, n_dev=60, n_test=60, feature_dim=64, preset="easy")
     with pytest.raises(BenchError, match="was made for dataset"):
         load_split(other, 50, 0, "overlap", small_splits)
 

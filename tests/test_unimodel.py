@@ -39,7 +39,7 @@ def tiny_config(**overrides) -> UnimodelConfig:
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    dataset = generate(seed=0, n_train=300, n_dev=60, n_test=60)
+    dataset = generate(seed=0, n_train=300, n_dev=60, n_test=60, preset="easy")
     paired, unpaired = subsets(dataset, make_split(dataset, 30, 0, "overlap"))
     return dataset, paired, unpaired
 

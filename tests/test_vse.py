@@ -141,7 +141,7 @@ CHANCE_RSUM = 52.0  # 60 dev images x 5 captions: i2t ~1.7+8.1+15.6, t2i 1.7+8.3
 
 @pytest.fixture(scope="module")
 def data():
-    dataset = generate(seed=0, n_train=300, n_dev=60, n_test=60)
+    dataset = generate(seed=0, n_train=300, n_dev=60, n_test=60, preset="easy")
     t = dataset.train
     paired = PairedData(t.image_ids, t.features, t.caption_ids, t.captions, t.caption_to_image)
     return dataset, paired
