@@ -30,7 +30,7 @@ class CCAConfig(ModelConfig):
     power: float = 4.0  # canonical variates scaled by correlation ** power
     min_count: int = 4  # vocabulary threshold for the bag of words
 
-    PROFILES: ClassVar[dict] = {"paper": {}, "cpu": {}}
+    PROFILES: ClassVar[dict] = {"paper": {}, "cpu": {}, "quick": {}}
 
 
 def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:

@@ -114,6 +114,8 @@ class JWAEConfig(TrainingConfig):
         "cpu": {**CPU_PROFILE, "image_decoder_hidden": (512, 512), "decoder_word_dim": 256, "decoder_hidden": 256,
                 "sentence_decoder_hidden": 512},
     }
+    # quick (the default on the embedded synthetic data): the cpu profile for half the epochs
+    PROFILES["quick"] = {**PROFILES["cpu"], "epochs": 6, "lr_decay_epoch": 4}
 
     def __post_init__(self) -> None:
         super().__post_init__()

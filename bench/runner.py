@@ -324,6 +324,7 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
     # Fail fast on a missing or mismatched split file, before any training.
     splits = {key: load_split(dataset, *key, splits_dir=splits_dir)
               for key in sorted({(c.fraction, c.seed, c.policy) for c in cells})}
+    warm_text_sides(cells, dataset, progress=not quiet)
     summary = GridSummary()
     pending = []
     for cell in cells:
@@ -347,6 +348,15 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
                 summary.skipped.append(outcome.name)
             say(outcome.line)
     return summary
+
+
+def warm_text_sides(cells: list[Cell], dataset: Dataset, progress: bool = False) -> None:
+    """Work every cell would repeat, done once before the workers start: encoding every caption with
+    a frozen sentence encoder fills its cache, so parallel workers don't each encode them again."""
+    from bench.nn.text import text_side
+
+    for name in sorted({getattr(c.config, "text_encoder", None) for c in cells} - {None}):
+        text_side(name).warm([c for split in dataset.splits() for c in split.captions], progress)
 
 
 def _tqdm_write(line: str) -> None:

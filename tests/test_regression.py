@@ -20,10 +20,10 @@ BASELINES = REPO / "reports" / "baselines"
 
 # name -> (needs the real data?, `bench run` arguments without --out)
 GRIDS = {
-    "ci-synthetic": (False, ["--models", "cca", "--fractions", "100,50,25,10", "--seeds", "0,1,2"]),
+    "ci-synthetic": (False, ["--models", "cca", "--fractions", "100,50,25,10", "--seeds", "0,1,2", "--profile", "cpu"]),
     # the three neural models, short (2 epochs), so that a change to any of them shows up in CI
     "ci-synthetic-neural": (False, ["--models", "vse,jwae,mine", "--fractions", "100,25", "--seeds", "0,1,2",
-                                    "--set", "epochs=2", "--threads", "1"]),
+                                    "--profile", "cpu", "--set", "epochs=2", "--threads", "1"]),
     "ci-flickr8k": (True, ["--dataset", "flickr8k", "--root", "{shared}/flickr8k", "--models", "cca",
                            "--fractions", "100,25", "--seeds", "0,1,2"]),
 }

@@ -115,8 +115,8 @@ def test_cli_run_and_report_on_default_data(tmp_path, capsys):
         (["run", "--fractions", "0"], "outside (0, 100]"),
         (["run", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         (["run", "--dataset", "flickr8k", "--root", "/no/such/folder"], "dataset folder not found: /no/such/folder"),
-        (["run", "--set", "cca.nope=1"], "has no setting 'nope'"),
-        (["run", "--set", "cca.dim=abc"], "is not a int"),
+        (["run", "--models", "cca", "--set", "cca.nope=1"], "has no setting 'nope'"),
+        (["run", "--models", "cca", "--set", "cca.dim=abc"], "is not a int"),
         (["report", "/no/such/run"], "run folder not found"),
     ],
 )
@@ -131,7 +131,7 @@ def test_killed_run_resumes_without_redoing_or_corrupting(tmp_path):
     """Kill `bench run` with SIGKILL during the second cell, rerun, and check the grid."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "bench.cli", "run", "--models", "vse", "--fractions", "100,50", "--out", str(out),
-           "--quiet", "--text-encoders", "gru",
+           "--quiet", "--text-encoders", "gru", "--jobs", "1", "--profile", "cpu",
            "--set", "vse.epochs=6", "--set", "vse.embed_size=64", "--set", "vse.word_dim=32"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -164,7 +164,7 @@ def test_a_labelled_variant_gets_its_own_records_and_rows(tmp_path, capsys):
     assert main(["run", "--models", "cca", "--fractions", "100", "--out", str(out), "--quiet"]) == 0
     assert main(["run", "--models", "cca", "--fractions", "100", "--out", str(out), "--quiet",
                  "--label", "dim16", "--set", "cca.dim=16"]) == 0
-    assert sorted(_records(out)) == ["synthetic_cca-dim16_cpu_overlap_p100_seed0", "synthetic_cca_cpu_overlap_p100_seed0"]
+    assert sorted(_records(out)) == ["synthetic_cca-dim16_quick_overlap_p100_seed0", "synthetic_cca_quick_overlap_p100_seed0"]
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     table = capsys.readouterr().out

@@ -81,6 +81,11 @@ class UnimodelConfig(TrainingConfig):
             "epochs": 8, "lr_decay_epoch": 5,
         },
     }
+    # quick (the default on the embedded synthetic data, 256-d features): the cpu profile at half
+    # the width, one stage-1 epoch and three stage-2 epochs, so the demo grid fits in minutes
+    PROFILES["quick"] = {**PROFILES["cpu"], "image_embed_dim": 256, "image_hidden": 256, "text_embed_dim": 256,
+                         "decoder_hidden": 256, "latent_dim": 256, "step2_hidden": 256, "critic_hidden": 128,
+                         "stage1_epochs": 1, "epochs": 3, "lr_decay_epoch": 3}
 
     def __post_init__(self) -> None:
         super().__post_init__()

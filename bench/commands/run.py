@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -28,11 +29,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "Rerunning the same command skips finished cells and resumes interrupted ones.",
     )
     add_dataset_arguments(run)
-    run.add_argument("--models", default="cca", help="comma-separated model names (default cca); see `bench models`")
+    run.add_argument("--models", default="vse,jwae,mine",
+                     help="comma-separated model names (default vse,jwae,mine); see `bench models`")
     run.add_argument("--fractions", default="100,50,25,10", help="paired percentages (default 100,50,25,10)")
     run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     run.add_argument("--policy", default="overlap", choices=POLICIES, help="split policy (default overlap)")
-    run.add_argument("--profile", default="cpu", help="config profile: cpu (default) or paper")
+    run.add_argument("--profile", default=None,
+                     help="config profile: paper, cpu or quick (default: the dataset's: quick on the embedded "
+                     "synthetic data, cpu on the others)")
     run.add_argument("--text-encoders", default=None,
                      help=f"comma-separated text encoders to run for models that have one ({', '.join(TEXT_SIDES)}); "
                      "default: the profile's")
@@ -46,8 +50,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--threads", type=int, default=None,
                      help="CPU threads for torch per cell (default: torch's own choice, or the cores split evenly "
                      "between --jobs workers); 1 is fastest when other jobs share the cores")
-    run.add_argument("--jobs", type=int, default=1,
-                     help="cells trained at once, each in its own worker process (default 1: in this process)")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="cells trained at once, each in its own worker process (default: one per CPU core, at most "
+                     "one per cell; 1 on a GPU; 1 runs in this process with a progress bar per cell)")
     run.add_argument("--executor", default="local", choices=EXECUTORS,
                      help="local (this machine, --jobs workers) or ray (each cell a Ray task; pip install -e '.[ray]')")
     run.add_argument("--address", default=None,
@@ -96,19 +101,20 @@ def run_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise BenchError(f"--threads {args.threads}: give a positive number of threads")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise BenchError(f"--jobs {args.jobs}: give a positive number of worker processes")
-    if args.threads is not None and args.jobs == 1 and args.executor == "local":
-        import torch
-
-        torch.set_num_threads(args.threads)
     dataset = load_from_args(args)
     if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", args.label):
         raise BenchError(f"--label '{args.label}': use letters, digits, '.', '+' and '-' only")
-    cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile, text_encoders, overrides,
-                        args.label)
+    cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile or dataset.default_profile,
+                        text_encoders, overrides, args.label)
+    jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, len(cells))))
+    if args.threads is not None and jobs == 1 and args.executor == "local":
+        import torch
+
+        torch.set_num_threads(args.threads)
     summary = run_grid(cells, {s.name: s for s in specs}, dataset, args.out, device, force=args.force,
-                       quiet=args.quiet, splits_dir=args.splits_dir, jobs=args.jobs, threads=args.threads,
+                       quiet=args.quiet, splits_dir=args.splits_dir, jobs=jobs, threads=args.threads,
                        executor=args.executor, address=args.address)
     print(f"{len(summary.done)} cells trained, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
           f"records in {args.out / 'records'}")

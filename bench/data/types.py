@@ -105,6 +105,7 @@ class Dataset:
     source: dict = field(default_factory=dict)  # where it came from: root, feature file, checksums
     messages: tuple[str, ...] = ()  # what the loader dropped or repaired, for the user to read
     protocols: tuple[str, ...] = ("full",)  # evaluation protocols of bench.metrics its test split is reported with
+    default_profile: str = "cpu"  # the config profile `bench run` uses when none is given
 
     def __post_init__(self) -> None:
         dims = {s.feature_dim for s in self.splits()}

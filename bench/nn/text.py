@@ -73,6 +73,9 @@ class TextSide(abc.ABC):
     def fit(self, training_captions: Iterable[str], workdir: Path) -> None:
         """Learn what this side needs from the training captions and save it in ``workdir``."""
 
+    def warm(self, captions: list[str], progress: bool = False) -> None:
+        """Do once, ahead of many cells, the work each would repeat on these captions (if any)."""
+
     @abc.abstractmethod
     def prepare(self, captions: list[str]) -> TokenizedCaptions | SentenceVectors: ...
 
@@ -148,6 +151,11 @@ class SentenceText(TextSide):
 
     def __init__(self, min_count: int = 4) -> None:  # noqa: ARG002 - same constructor as every side
         pass
+
+    def warm(self, captions: list[str], progress: bool = False) -> None:
+        from bench.nn import sentences
+
+        sentences.encode_sentences(captions, progress=progress)  # encodes what the cache lacks, once
 
     def prepare(self, captions: list[str]) -> SentenceVectors:
         from bench.nn import sentences  # looked up at call time, so tests can stand in a fake encoder
