@@ -9,7 +9,6 @@ std taken per (model, text encoder, fraction) group and the largest kept.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.io import atomic_write_json
-from bench.report import METRICS, load_records, records_frame
+from bench.report import METRICS, is_number, json_type, load_records, read_json_file, records_frame
 
 SCHEMA_VERSION = 1
 
@@ -49,8 +48,8 @@ def make_baseline(runs: list[Path], k: float = 3.0, floor: float = 1.0, descript
         "tolerances": tolerances,
         "cells": {
             r["name"]: {
-                "config_hash": r["config_hash"],
-                "git_commit": r["provenance"]["git"].get("commit"),
+                "config_hash": r.get("config_hash"),
+                "git_commit": ((r.get("provenance") or {}).get("git") or {}).get("commit"),
                 "metrics": {m: r["metrics"][m] for m in METRICS},
             }
             for r in sorted(records, key=lambda r: r["name"])
@@ -59,15 +58,40 @@ def make_baseline(runs: list[Path], k: float = 3.0, floor: float = 1.0, descript
 
 
 def load_baseline(path: Path) -> dict:
-    try:
-        baseline = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BenchError(f"baseline file not found: {path}; create one with `bench check RUN --against {path} --update`") from None
-    except json.JSONDecodeError as error:
-        raise BenchError(f"baseline file {path} is not valid JSON ({error})") from None
+    path = Path(path)
+    if not path.exists():
+        raise BenchError(f"baseline file not found: {path}; create one with `bench check RUN --against {path} --update`")
+    baseline = read_json_file(path, "baseline file")
+    problem = baseline_problem(baseline)
+    if problem:
+        raise BenchError(f"baseline file {path} {problem}; rewrite it with `bench check RUN --against {path} --update`")
+    return baseline  # type: ignore[return-value]
+
+
+def baseline_problem(baseline: object) -> str | None:
+    """What keeps ``baseline`` from being used by :func:`compare`, or None."""
+    if not isinstance(baseline, dict):
+        return f"holds {json_type(baseline)}, not a baseline object"
     if "cells" not in baseline or "tolerances" not in baseline:
-        raise BenchError(f"baseline file {path} lacks 'cells' or 'tolerances'")
-    return baseline
+        return "lacks 'cells' or 'tolerances'"
+    tolerances, cells = baseline["tolerances"], baseline["cells"]
+    if not isinstance(tolerances, dict):
+        return f"has 'tolerances' {json_type(tolerances)}; expected an object metric -> points"
+    unknown = [m for m in tolerances if m not in METRICS]
+    if unknown:
+        return f"has tolerances for unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}"
+    bad = [m for m, t in tolerances.items() if not is_number(t) or not t >= 0]
+    if bad:
+        return f"has tolerance(s) for {', '.join(bad)} that are not numbers >= 0"
+    if not isinstance(cells, dict):
+        return f"has 'cells' {json_type(cells)}; expected an object cell name -> metrics"
+    for name, cell in cells.items():
+        if not isinstance(cell, dict) or not isinstance(cell.get("metrics"), dict):
+            return f"has cell {name} without a 'metrics' object"
+        missing = [m for m in tolerances if not is_number(cell["metrics"].get(m))]
+        if missing:
+            return f"has cell {name} without the metric(s) {', '.join(missing)} (or they are not numbers)"
+    return None
 
 
 def compare(runs: list[Path], baseline: dict) -> tuple[pd.DataFrame, list[str]]:
@@ -77,7 +101,7 @@ def compare(runs: list[Path], baseline: dict) -> tuple[pd.DataFrame, list[str]]:
     for name, expected in sorted(baseline["cells"].items()):
         record = records.get(name)
         if record is None or record.get("status") != "ok":
-            why = "missing" if record is None else f"failed: {record.get('error', {}).get('message', '?')}"
+            why = "missing" if record is None else f"failed: {(record.get('error') or {}).get('message', '?')}"
             failures.append(f"{name}: {why}")
             rows.append({"cell": name, "metric": "-", "baseline": np.nan, "run": np.nan, "delta": np.nan,
                          "tolerance": np.nan, "status": why.split(":")[0].upper()})

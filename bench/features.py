@@ -502,7 +502,10 @@ def extract_features(
             bar.update(len(batch_names))
 
     if not np.isfinite(features).all():
-        raise BenchError(f"backbone {spec.name} produced non-finite features for images in {image_dir}")
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        more = f" and {len(bad) - 1} more image(s)" if len(bad) > 1 else ""
+        raise BenchError(f"backbone {spec.name} produced NaN or inf features for image {names[int(bad[0])]}{more} "
+                         f"in {image_dir}; check that file")
     array = features.astype(dtype)
     if dtype == "float16" and not np.isfinite(array).all():
         raise BenchError("features overflow float16; rerun with --float32")

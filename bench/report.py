@@ -40,24 +40,107 @@ def record_files(runs: list[Path]) -> list[Path]:
     return files
 
 
-def load_records(runs: list[Path], include_failed: bool = False) -> list[dict]:
+def read_json_file(path: Path, what: str) -> object:
+    """The parsed JSON of ``path``; a folder, an unreadable file, binary bytes or bad JSON is a
+    :class:`BenchError` that names ``what`` and the path."""
+    if path.is_dir():
+        raise BenchError(f"{what} {path} is a folder, not a JSON file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise BenchError(f"{what} not found: {path}") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{what} {path} is not UTF-8 JSON text (binary data?)") from None
+    except OSError as error:
+        raise BenchError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{what} {path} is not valid JSON ({error})") from None
+
+
+def json_type(value: object) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+CELL_TEXT = ("dataset", "model", "profile", "policy")
+
+
+def record_problem(record: object) -> str | None:
+    """What keeps ``record`` from being read as a run record (the fields the report and
+    ``bench check`` use), or None. The full format is in reports/SCHEMA.md."""
+    if not isinstance(record, dict):
+        return f"holds {json_type(record)}, not a record object"
+    if not isinstance(record.get("name"), str) or not record["name"]:
+        return "has no cell name ('name')"
+    if not isinstance(record.get("status"), str):
+        return f"has status {json_type(record.get('status'))}; expected 'ok' or 'failed'"
+    for key in ("error", "model", "provenance"):
+        if key in record and record[key] is not None and not isinstance(record[key], dict):
+            return f"has '{key}' {json_type(record[key])}; expected an object"
+    if record["status"] != "ok":
+        return None
+    cell = record.get("cell")
+    if not isinstance(cell, dict):
+        return f"has 'cell' {json_type(cell)}; expected an object"
+    for key in CELL_TEXT:
+        if not isinstance(cell.get(key), str):
+            return f"has cell.{key} {json_type(cell.get(key))}; expected a string"
+    for key in ("label", "text_encoder"):
+        if cell.get(key) is not None and not isinstance(cell[key], str):
+            return f"has cell.{key} {json_type(cell[key])}; expected a string or null"
+    if not is_number(cell.get("fraction")):
+        return f"has cell.fraction {json_type(cell.get('fraction'))}; expected a number"
+    if not isinstance(cell.get("seed"), int) or isinstance(cell["seed"], bool):
+        return f"has cell.seed {json_type(cell.get('seed'))}; expected an integer"
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict):
+        return f"is 'ok' but has 'metrics' {json_type(metrics)}; expected an object"
+    missing = [m for m in METRICS if not is_number(metrics.get(m))]
+    if missing:
+        return f"is 'ok' but lacks the metric(s) {', '.join(missing)} (or they are not numbers)"
+    return None
+
+
+def read_record(path: Path) -> dict:
+    record = read_json_file(path, "record")
+    problem = record_problem(record)
+    if problem:
+        raise BenchError(f"record {path} {problem}; not a run record (see reports/SCHEMA.md)")
+    return record  # type: ignore[return-value]
+
+
+def load_records(runs: list[Path], include_failed: bool = False, left_out: list[dict] | None = None) -> list[dict]:
+    """The records of ``runs`` that finished ok (every record with ``include_failed``); the
+    others are appended to ``left_out`` when it is given."""
     records = []
     for path in record_files(runs):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise BenchError(f"record {path} is not valid JSON ({error})") from None
+        record = read_record(path)
+        record["_path"] = str(path)
         if record.get("status") == "ok" or include_failed:
-            record["_path"] = str(path)
             records.append(record)
+        elif left_out is not None:
+            left_out.append(record)
     return records
+
+
+def left_out_note(left_out: list[dict]) -> str:
+    """One line: how many records the table leaves out, and which cells (with their status)."""
+    names = ", ".join(f"{r['name']} ({r['status']})" for r in sorted(left_out, key=lambda r: r["name"]))
+    return f"left out {len(left_out)} record(s) that did not finish ok: {names}"
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         row = {**r["cell"], "name": r["name"]}
-        row["text_encoder"] = row.get("text_encoder") or r.get("model", {}).get("text_encoder") or "-"
+        row["text_encoder"] = row.get("text_encoder") or (r.get("model") or {}).get("text_encoder") or "-"
         row["label"] = row.get("label") or ""
         row.update({m: r["metrics"][m] for m in METRICS})
         row["protocol"] = r.get("protocol", "full")
@@ -181,10 +264,18 @@ def comparison_table(table: pd.DataFrame, focus: str) -> pd.DataFrame:
 
 
 def load_reference(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        raise BenchError(f"reference file {path} is a folder, not a CSV file")
     try:
         reference = pd.read_csv(path)
     except FileNotFoundError:
         raise BenchError(f"reference file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"reference file {path} is not UTF-8 CSV text (binary data?)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise BenchError(f"reference file {path} is not a CSV table ({str(error).strip()})") from None
+    except OSError as error:
+        raise BenchError(f"cannot read reference file {path}: {error.strerror or error}") from None
     missing = {"model", "fraction"} - set(reference.columns)
     if missing:
         raise BenchError(f"reference file {path} lacks columns {sorted(missing)}")
@@ -228,6 +319,24 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
             text += ("\n\n- Δ: the compared row minus the best other row at that fraction (best in rsum, and "
                      "separately best in retention); positive favours the compared row.")
     return text + "\n"
+
+
+def plot_formats() -> set[str]:
+    """The file name extensions matplotlib can write."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_plot_path(path: Path) -> None:
+    """Refuse a plot target matplotlib cannot write, before any work is done."""
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    if fmt not in plot_formats():
+        raise BenchError(f"--plot {path}: cannot draw a '.{fmt}' file; use one of "
+                         f"{', '.join('.' + f for f in sorted(plot_formats()))}")
 
 
 def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None) -> Path:

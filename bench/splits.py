@@ -55,14 +55,20 @@ def parse_fraction(text: str | float) -> float:
 
 
 def parse_fractions(text: str) -> list[float]:
-    return [parse_fraction(part) for part in text.split(",") if part.strip()]
+    fractions = [parse_fraction(part) for part in text.split(",") if part.strip()]
+    if not fractions:
+        raise BenchError(f"no paired fraction in '{text}'; give percentages such as 100,50,25,10")
+    return fractions
 
 
 def parse_seeds(text: str) -> list[int]:
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise BenchError(f"seeds '{text}' must be integers separated by commas, e.g. 0,1,2") from None
+    if not seeds:
+        raise BenchError(f"no seed in '{text}'; give integers separated by commas, e.g. 0,1,2")
+    return seeds
 
 
 def format_fraction(fraction: float) -> str:
@@ -110,18 +116,29 @@ class PairingSplit:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PairingSplit":
+        """Read and check a split file: any unreadable, malformed or wrongly shaped file is a
+        :class:`BenchError` that names the file and what is wrong with it."""
         path = Path(path)
+        remake = "recreate it with `bench splits make`"
+        if path.is_dir():
+            raise BenchError(f"split file {path} is a folder, not a file; remove it and {remake}")
         try:
-            data = json.loads(path.read_text())
+            text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             raise BenchError(f"split file not found: {path}; create it with `bench splits make`") from None
-        except json.JSONDecodeError as error:
-            raise BenchError(f"split file {path} is not valid JSON ({error}); recreate it with `bench splits make`") from None
-        data.pop("counts", None)
+        except UnicodeDecodeError:
+            raise BenchError(f"split file {path} is not UTF-8 JSON text (binary data?); {remake}") from None
+        except OSError as error:
+            raise BenchError(f"cannot read split file {path}: {error.strerror or error}") from None
         try:
-            return cls(**data)
-        except TypeError as error:
-            raise BenchError(f"split file {path} has unexpected fields ({error}); recreate it with `bench splits make`") from None
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise BenchError(f"split file {path} is not valid JSON ({error}); {remake}") from None
+        problem = _shape_problem(data)
+        if problem:
+            raise BenchError(f"split file {path} {problem}; {remake}")
+        data.pop("counts", None)
+        return cls(**data)
 
     # -- checks --------------------------------------------------------------------
     def check_matches(self, dataset: Dataset, path: str | Path | None = None) -> None:
@@ -133,6 +150,51 @@ class PairingSplit:
                 "use the split files made for this data or run `bench splits make` for it"
             )
         check_no_leakage(self, dataset)
+
+
+_ID_LISTS = ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids")
+_REQUIRED = ("dataset", "policy", "fraction", "seed", "dataset_ids_sha256") + _ID_LISTS
+
+
+def _json_type(value: object) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _shape_problem(data: object) -> str | None:
+    """What is wrong with the shape of a parsed split file, or None when it has the right one."""
+    if not isinstance(data, dict):
+        return f"holds {_json_type(data)}, not an object with the fields {', '.join(_REQUIRED)}"
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        return f"lacks the field(s) {', '.join(missing)}"
+    unexpected = sorted(set(data) - set(_REQUIRED) - {"format_version", "counts"})
+    if unexpected:
+        return f"has unexpected field(s) {', '.join(unexpected)}"
+    for name in ("dataset", "dataset_ids_sha256"):
+        if not isinstance(data[name], str) or not data[name]:
+            return f"has {name} {_json_type(data[name])}; expected a non-empty string"
+    if data["policy"] not in POLICIES:
+        return f"has policy {data['policy']!r}; expected one of {', '.join(POLICIES)}"
+    fraction = data["fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 100:
+        return f"has fraction {fraction!r}; expected a percentage in (0, 100]"
+    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
+        return f"has seed {data['seed']!r}; expected an integer"
+    for name in _ID_LISTS:
+        ids = data[name]
+        if not isinstance(ids, list):
+            return f"has {name} {_json_type(ids)}; expected a list of image ids"
+        wrong = [i for i in ids if not isinstance(i, str)]
+        if wrong:
+            return f"has {_json_type(wrong[0])} {wrong[0]!r} in {name}; expected image ids (strings)"
+    version = data.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        return f"has format_version {version!r}; this harness reads version {FORMAT_VERSION}"
+    if "counts" in data and not isinstance(data["counts"], dict):
+        return f"has counts {_json_type(data['counts'])}; expected an object"
+    return None
 
 
 def split_filename(dataset: str, policy: str, fraction: float, seed: int) -> str:
@@ -214,8 +276,28 @@ def load_split(dataset: Dataset, fraction: float, seed: int, policy: str = "over
             f"--fractions {format_fraction(fraction)} --seeds {seed} --policy {policy}`"
         )
     split = PairingSplit.from_file(path)
+    check_parameters(split, path, dataset.name, fraction, seed, policy)
     split.check_matches(dataset, path)
     return split, path
+
+
+def check_parameters(split: PairingSplit, path: str | Path, dataset: str, fraction: float, seed: int,
+                     policy: str) -> None:
+    """Refuse a split file whose own dataset, policy, fraction or seed is not the cell's (e.g. a
+    ``p50`` file copied under the ``p25`` name would train on twice the paired images and be
+    recorded as 25 %)."""
+    wanted = {"dataset": dataset, "policy": policy, "fraction": float(fraction), "seed": int(seed)}
+    found = {"dataset": split.dataset, "policy": split.policy, "fraction": float(split.fraction), "seed": split.seed}
+    differ = [name for name in wanted if wanted[name] != found[name]]
+    if differ:
+        shown = lambda name, value: f"{format_fraction(value)} %" if name == "fraction" else str(value)  # noqa: E731
+        says = ", ".join(f"{name} {shown(name, found[name])}" for name in differ)
+        needs = ", ".join(f"{name} {shown(name, wanted[name])}" for name in differ)
+        raise BenchError(
+            f"split file {path} says {says}, but it is loaded for {needs} (copied or renamed?); recreate it with "
+            f"`bench splits make --dataset {dataset} --fractions {format_fraction(fraction)} --seeds {seed} "
+            f"--policy {policy}`"
+        )
 
 
 def verify_file(path: Path, dataset: Dataset) -> list[str]:

@@ -8,7 +8,17 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.io import atomic_write_text
-from bench.report import FORMATS, load_records, load_reference, plot, records_frame, render, summary_table
+from bench.report import (
+    FORMATS,
+    check_plot_path,
+    left_out_note,
+    load_records,
+    load_reference,
+    plot,
+    records_frame,
+    render,
+    summary_table,
+)
 
 from bench.runner import DEFAULT_RUN
 
@@ -36,19 +46,50 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=check_command)
 
 
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output path that cannot become a file: a folder, or one under a file."""
+    if path.is_dir():
+        raise BenchError(f"{option} {path} is a folder; give the path of a file (in it or elsewhere)")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise BenchError(f"{option} {path}: {blocking} is a file, not a folder")
+
+
+def write_output(path: Path, write, option: str) -> None:
+    """Call ``write()``; an OSError (read-only folder, full disk) becomes one clear line."""
+    try:
+        write()
+    except OSError as error:
+        raise BenchError(f"{option} {path}: cannot write it ({error.strerror or error})") from None
+
+
 def report_command(args: argparse.Namespace) -> int:
     runs = args.runs or [DEFAULT_RUN]
-    table = summary_table(records_frame(load_records(runs)))
+    for path, option in ((args.output, "--output"), (args.plot, "--plot")):
+        if path is not None:
+            check_output_file(path, option)
+    if args.plot:
+        check_plot_path(args.plot)
+    left_out: list[dict] = []
+    records = load_records(runs, left_out=left_out)
+    if not records:
+        note = f" ({left_out_note(left_out)})" if left_out else ""
+        raise BenchError(f"no finished records found in {', '.join(map(str, runs))}{note}; run `bench run` first "
+                         "(or check the folder)")
+    table = summary_table(records_frame(records))
     reference = load_reference(args.reference) if args.reference else None
     text = render(table, args.format, reference, args.compare)
     if args.output:
-        atomic_write_text(args.output, text)
+        write_output(args.output, lambda: atomic_write_text(args.output, text), "--output")
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
     if args.plot:
-        plot(table, args.plot, reference)
+        write_output(args.plot, lambda: plot(table, args.plot, reference), "--plot")
         print(f"wrote {args.plot}", file=sys.stderr if not args.output else sys.stdout)
+    if left_out:
+        sys.stdout.flush()
+        print(f"bench: note: {left_out_note(left_out)}", file=sys.stderr)
     return 0
 
 
@@ -58,8 +99,9 @@ def check_command(args: argparse.Namespace) -> int:
     from bench.check import compare, load_baseline, make_baseline, write_baseline
 
     if args.update:
+        check_output_file(args.against, "--against")
         baseline = make_baseline(args.runs, k=args.k, floor=args.floor, description=args.description)
-        write_baseline(args.against, baseline)
+        write_output(args.against, lambda: write_baseline(args.against, baseline), "--against")
         print(f"wrote {args.against}: {len(baseline['cells'])} cells, tolerances {baseline['tolerances']}")
         return 0
     baseline = load_baseline(args.against)

@@ -234,7 +234,8 @@ def load_coco(root: Path, *, features: str | None = None, restval: bool = False)
         splits[split_name] = Split(
             name=split_name,
             image_ids=[str(i) for i in image_ids],
-            features=take_feature_rows(matrix, [feature_row[i] for i in image_ids], npy_path, split_name),
+            features=take_feature_rows(matrix, [feature_row[i] for i in image_ids], npy_path, split_name,
+                                       image_ids),
             caption_ids=caption_ids,
             captions=texts,
             caption_to_image=np.asarray(caption_to_image, dtype=np.int64),

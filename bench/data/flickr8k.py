@@ -160,13 +160,27 @@ def read_feature_table(npy_path: Path) -> tuple[list[str], np.ndarray]:
     return names, matrix
 
 
-def take_feature_rows(matrix: np.ndarray, rows: list[int], npy_path: Path, split_name: str) -> np.ndarray:
-    """``matrix[rows]`` as float32 (float16 on disk), checked to be finite."""
+def take_feature_rows(matrix: np.ndarray, rows: list[int], npy_path: Path, split_name: str,
+                      image_ids: list | None = None) -> np.ndarray:
+    """``matrix[rows]`` as float32 (float16 on disk), checked to be finite; ``image_ids[i]`` names
+    the image of ``rows[i]`` in the message about a non-finite row."""
     features = np.asarray(matrix[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
     if features.size and not np.isfinite(features).all():
-        bad = int(np.flatnonzero(~np.isfinite(features).all(axis=1))[0])
-        raise BenchError(f"{npy_path}: the feature row of {split_name} image #{bad} is not finite (NaN or inf)")
+        raise BenchError(non_finite_message(features, f"{npy_path}", split_name, image_ids, rows))
     return features
+
+
+def non_finite_message(features: np.ndarray, where: str, split_name: str, image_ids: list | None,
+                       rows: list[int] | None = None) -> str:
+    """Which images of ``features`` have a NaN or infinite value: the first by its id (and file row), and how many."""
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    first = int(bad[0])
+    name = f"image {image_ids[first]}" if image_ids is not None else f"image #{first}"
+    row = f" (row {int(rows[first])} of the file)" if rows is not None else ""
+    values = features[first]
+    kinds = " and ".join(k for k, hit in (("NaN", np.isnan(values).any()), ("inf", np.isinf(values).any())) if hit)
+    more = f"; {len(bad) - 1} more {split_name} image(s) too" if len(bad) > 1 else ""
+    return f"{where}: the features of {split_name} {name}{row} contain {kinds}{more}; recompute them"
 
 
 def _examples(names, limit: int = 2) -> str:
@@ -262,7 +276,7 @@ def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
         splits[split_name] = Split(
             name=split_name,
             image_ids=image_ids,
-            features=take_feature_rows(matrix, [feature_row[n] for n in image_ids], npy_path, split_name),
+            features=take_feature_rows(matrix, [feature_row[n] for n in image_ids], npy_path, split_name, image_ids),
             caption_ids=caption_ids,
             captions=texts,
             caption_to_image=np.asarray(caption_to_image, dtype=np.int64),

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import register_dataset
-from bench.data.flickr8k import read_text_lines
+from bench.data.flickr8k import non_finite_message, read_text_lines
 from bench.data.types import SPLIT_NAMES, Dataset, Split
 from bench.errors import BenchError
 from bench.io import atomic_write_bytes, sha256_file
@@ -131,7 +131,8 @@ def _load_split(root: Path, split_name: str, k: int, messages: list[str], source
 
     features = _to_float32(features)
     if features.size and not np.isfinite(features).all():
-        raise BenchError(f"{ims_path} contains NaN or infinite values")
+        # Row i of ``features`` is image i here (repeated rows were already collapsed).
+        raise BenchError(non_finite_message(features, f"{ims_path}", split_name, image_ids))
     source[split_name] = {
         "ims": ims_path.name,
         "ims_sha256": sha256_file(ims_path),
