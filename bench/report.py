@@ -176,8 +176,27 @@ def _cell(mean: float, std: float, seeds: int, digits: int = 1) -> str:
     return f"{mean:.{digits}f}"
 
 
-def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The printed table: Model | Text | Paired % | six R@K | rsum | retention | seeds."""
+# Latency columns shown beside Recall@K (`bench report --latency`): one query, and one search.
+LATENCY_COLUMNS = {"caption_ms_b1": "caption ms", "image_ms_b1": "image ms", "search_ms_25k": "top-10 of 25k ms"}
+
+
+def load_latency(path: Path) -> dict:
+    """A `bench benchmark latency --out` file: ``{"rows": {(model, text encoder): row}, "notes": [...]}``."""
+    data = read_json_file(path, "latency file")
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "model" in r for r in rows):
+        raise BenchError(f"latency file {path} is not a `bench benchmark latency --out` file (no list of rows)")
+    environment = data.get("environment") or {}
+    notes = [f"latency: median ms per call on {environment.get('device', '?')} with "
+             f"{environment.get('torch_threads', '?')} torch thread(s), from {path} (`bench benchmark latency`)."]
+    notes += [f"caption ms starts at the sentence vector; MiniLM itself adds {r['caption_ms_b1']:.1f} ms per caption."
+              for r in rows if r["model"] == "minilm sentence encoder" and is_number(r.get("caption_ms_b1"))]
+    return {"rows": {(r["model"], r.get("text_encoder")): r for r in rows}, "notes": notes}
+
+
+def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None,
+                  latency: dict | None = None) -> pd.DataFrame:
+    """The printed table: Model | Text | Paired % | six R@K | rsum | retention | seeds (| latency)."""
     rows = []
     several_datasets = table["dataset"].nunique() > 1
     for _, r in table.iterrows():
@@ -195,6 +214,10 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None) ->
             row[HEADERS[m]] = _cell(r[m], r[f"{m}_std"], int(r["seeds"]))
         row["retention"] = "" if np.isnan(r["retention"]) else f"{r['retention']:.2f}"
         row["seeds"] = int(r["seeds"])
+        if latency is not None:
+            measured = latency["rows"].get((r["model"], r["text_encoder"]), {})
+            for key, header in LATENCY_COLUMNS.items():
+                row[header] = f"{measured[key]:.2f}" if is_number(measured.get(key)) else ""
         rows.append(row)
     for _, r in (reference if reference is not None else pd.DataFrame()).iterrows():
         row = {"Dataset": "coco"} if several_datasets else {}
@@ -287,7 +310,8 @@ def load_reference(path: Path) -> pd.DataFrame:
     return reference
 
 
-def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None, compare: str | None = None) -> str:
+def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None, compare: str | None = None,
+           latency: dict | None = None) -> str:
     from tabulate import tabulate
 
     if fmt not in FORMATS:
@@ -300,7 +324,7 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
         if comparison is not None:
             return json.dumps({"rows": rows, "comparison": comparison.to_dict(orient="records")}, indent=2) + "\n"
         return json.dumps(rows, indent=2) + "\n"
-    shown = display_table(table, reference)
+    shown = display_table(table, reference, latency)
     if fmt == "csv":
         text = shown.to_csv(index=False)
         return text + ("\n" + comparison.to_csv(index=False) if comparison is not None else "")
@@ -312,6 +336,7 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
                  "retention: rsum at this fraction / rsum at 100 % paired, same model and text encoder."]
         if protocols:
             notes.append(f"protocol: {', '.join(protocols)}")
+        notes += latency["notes"] if latency is not None else []
         text += "\n\n" + "\n".join(f"- {n}" for n in notes)
     if comparison is not None:
         text += "\n\n" + tabulate(comparison, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)

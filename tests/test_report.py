@@ -121,3 +121,39 @@ def test_compare_picks_the_best_other_row_in_rsum_and_in_retention_separately():
 def test_report_compare_option_prints_the_second_table(run_dir, capsys):
     assert main(["report", str(run_dir), "--compare", "cca"]) == 2  # one model only: nothing to compare with
     assert "no fraction has both" in capsys.readouterr().err
+
+
+def test_one_run_folder_keeps_its_table_and_plot_and_says_where(run_dir, capsys):
+    assert main(["report", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1] == f"report: {run_dir / 'report.md'}   plot: {run_dir / 'plot.png'}"
+    assert "| cca" in (run_dir / "report.md").read_text()
+    assert (run_dir / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir), "--no-save"]) == 0
+    assert not (run_dir / "report.md").exists() and "report:" not in capsys.readouterr().out
+
+
+def test_latency_columns_come_from_a_benchmark_file(run_dir, tmp_path, capsys):
+    latency = tmp_path / "latency.json"
+    latency.write_text(json.dumps({"environment": {"device": "cpu", "torch_threads": 1}, "rows": [
+        {"model": "cca", "text_encoder": "tfidf", "caption_ms_b1": 0.66, "image_ms_b1": 0.04, "search_ms_25k": 1.25},
+        {"model": "minilm sentence encoder", "text_encoder": "minilm", "caption_ms_b1": 19.9}]}))
+    assert main(["report", str(run_dir), "--no-save", "--latency", str(latency)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| Model"))
+    assert "caption ms" in header and "top-10 of 25k ms" in header
+    assert "| 0.66" in out and "1.25" in out and "MiniLM itself adds 19.9 ms" in out
+    latency.write_text("[]")
+    assert main(["report", str(run_dir), "--no-save", "--latency", str(latency)]) == 2
+
+
+def test_benchmark_latency_measures_every_column(tmp_path, capsys):
+    out = tmp_path / "latency.json"
+    assert main(["benchmark", "latency", "--models", "cca,vse", "--profile", "paper", "--repeats", "2",
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["cca", "vse"]
+    from bench.latency import LATENCY_FIELDS
+
+    assert all(r[k] > 0 for r in rows for k in LATENCY_FIELDS)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -13,6 +15,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     metrics.add_argument("--dim", type=int, default=1024, help="embedding size (default 1024)")
     metrics.add_argument("--repeats", type=int, default=3, help="fast runs; the best counts (default 3)")
     metrics.set_defaults(func=metrics_command)
+    latency = sub.add_parser("latency", help="per model: embedding one/128 queries and a top-10 search of 1k/25k items")
+    latency.add_argument("--models", default="cca,vse,jwae,mine", help="comma-separated models (default all four)")
+    latency.add_argument("--profile", default="cpu", help="config profile (default cpu)")
+    latency.add_argument("--text-encoder", default=None, help="text encoder for models that have one (default: profile's)")
+    latency.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    latency.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as one query server core)")
+    latency.add_argument("--repeats", type=int, default=20, help="timed calls per measurement; the median counts")
+    latency.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    latency.set_defaults(func=latency_command)
 
 
 def metrics_command(args: argparse.Namespace) -> int:
@@ -26,3 +37,40 @@ def metrics_command(args: argparse.Namespace) -> int:
     print(f"speed-up: {result['speedup']:.1f}x; ranks identical: {result['ranks_identical']} "
           f"(torch threads {result['torch_threads']}, load average {result['load_average']})")
     return 0 if result["ranks_identical"] else 1
+
+
+def latency_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.io import atomic_write_json
+    from bench.latency import environment_facts, measure_model, measure_sentence_encoder
+    from bench.provenance import git_state, resolve_device
+    from bench.registry import parse_model_names
+
+    specs = parse_model_names(args.models)
+    device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for spec in specs:
+        print(f"measuring {spec.name} ({args.profile} profile, {device})…", file=sys.stderr, flush=True)
+        rows.append(measure_model(spec, args.profile, args.text_encoder, device, args.repeats))
+    if any(row["text_encoder"] == "minilm" for row in rows):
+        rows.append(measure_sentence_encoder(args.repeats))
+    result = {"environment": environment_facts(device), "git": git_state(), "repeats": args.repeats, "rows": rows}
+    if args.out:
+        atomic_write_json(args.out, result)
+    print(latency_table(rows))
+    if args.out:
+        print(f"written to {args.out}; show it beside Recall@K with `bench report RUN --latency {args.out}`")
+    return 0
+
+
+def latency_table(rows: list[dict]) -> str:
+    from tabulate import tabulate
+
+    from bench.latency import LATENCY_FIELDS
+
+    headers = ["model", "text", "dim", *LATENCY_FIELDS]
+    body = [[r["model"], r["text_encoder"], r["embedding_dim"],
+             *(f"{r[k]:.2f}" if k in r else "" for k in LATENCY_FIELDS)] for r in rows]
+    return tabulate(body, headers=headers, tablefmt="github")

@@ -12,6 +12,7 @@ from bench.report import (
     FORMATS,
     check_plot_path,
     left_out_note,
+    load_latency,
     load_records,
     load_reference,
     plot,
@@ -34,6 +35,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                              "in rsum and retention")
     report.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="also draw R@K and rsum vs fraction")
     report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
+    report.add_argument("--latency", type=Path, default=None, metavar="FILE.json",
+                        help="add per-query latency columns from `bench benchmark latency --out FILE.json`")
+    report.add_argument("--no-save", dest="save", action="store_false",
+                        help="for one run folder, don't also save report.<format> and plot.png into it")
     report.set_defaults(func=report_command)
 
     check = subparsers.add_parser("check", help="fail when a run's metrics fall below a stored baseline")
@@ -63,8 +68,16 @@ def write_output(path: Path, write, option: str) -> None:
         raise BenchError(f"{option} {path}: cannot write it ({error.strerror or error})") from None
 
 
+SUFFIXES = {"markdown": "md", "github": "md", "latex": "tex", "csv": "csv", "json": "json", "html": "html"}
+
+
 def report_command(args: argparse.Namespace) -> int:
     runs = args.runs or [DEFAULT_RUN]
+    # One run folder and no other destination: the table and the plot are also kept beside its records.
+    saved = args.save and args.output is None and len(runs) == 1 and runs[0].is_dir()
+    saved_table = runs[0] / f"report.{SUFFIXES[args.format]}" if saved else None
+    if saved and args.plot is None:
+        args.plot = runs[0] / "plot.png"
     for path, option in ((args.output, "--output"), (args.plot, "--plot")):
         if path is not None:
             check_output_file(path, option)
@@ -78,7 +91,10 @@ def report_command(args: argparse.Namespace) -> int:
                          "(or check the folder)")
     table = summary_table(records_frame(records))
     reference = load_reference(args.reference) if args.reference else None
-    text = render(table, args.format, reference, args.compare)
+    latency = load_latency(args.latency) if args.latency else None
+    text = render(table, args.format, reference, args.compare, latency)
+    if saved_table is not None:
+        write_output(saved_table, lambda: atomic_write_text(saved_table, text), "report")
     if args.output:
         write_output(args.output, lambda: atomic_write_text(args.output, text), "--output")
         print(f"wrote {args.output}")
@@ -86,6 +102,9 @@ def report_command(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     if args.plot:
         write_output(args.plot, lambda: plot(table, args.plot, reference), "--plot")
+    if saved_table is not None:
+        print(f"\nreport: {saved_table}   plot: {args.plot}")
+    elif args.plot:
         print(f"wrote {args.plot}", file=sys.stderr if not args.output else sys.stdout)
     if left_out:
         sys.stdout.flush()
