@@ -79,3 +79,25 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json_file(path: str | os.PathLike, what: str, remedy: str = "") -> object:
+    """The parsed JSON of ``path``; a folder, a missing or unreadable file, binary bytes or bad JSON
+    is a :class:`~bench.errors.BenchError` naming ``what`` and the path (and ``remedy``, if given)."""
+    from bench.errors import BenchError
+
+    path, tail = Path(path), f"; {remedy}" if remedy else ""
+    if path.is_dir():
+        raise BenchError(f"{what} {path} is a folder, not a JSON file{tail}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise BenchError(f"{what} not found: {path}{tail}") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{what} {path} is not UTF-8 JSON text (binary data?){tail}") from None
+    except OSError as error:
+        raise BenchError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{what} {path} is not valid JSON ({error}){tail}") from None

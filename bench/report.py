@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.io import read_json_file
 
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 RECALLS = METRICS[:-1]
@@ -38,25 +39,6 @@ def record_files(runs: list[Path]) -> list[Path]:
         else:
             raise BenchError(f"run folder not found: {run}")
     return files
-
-
-def read_json_file(path: Path, what: str) -> object:
-    """The parsed JSON of ``path``; a folder, an unreadable file, binary bytes or bad JSON is a
-    :class:`BenchError` that names ``what`` and the path."""
-    if path.is_dir():
-        raise BenchError(f"{what} {path} is a folder, not a JSON file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise BenchError(f"{what} not found: {path}") from None
-    except UnicodeDecodeError:
-        raise BenchError(f"{what} {path} is not UTF-8 JSON text (binary data?)") from None
-    except OSError as error:
-        raise BenchError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BenchError(f"{what} {path} is not valid JSON ({error})") from None
 
 
 def json_type(value: object) -> str:

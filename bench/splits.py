@@ -24,13 +24,12 @@ The unpaired caption pool is stored as the ids of the images whose captions form
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.data.types import Dataset
 from bench.errors import BenchError
-from bench.io import atomic_write_text, to_json
+from bench.io import atomic_write_text, read_json_file, to_json
 
 POLICIES = ("overlap", "disjoint")
 FORMAT_VERSION = 1
@@ -120,20 +119,7 @@ class PairingSplit:
         :class:`BenchError` that names the file and what is wrong with it."""
         path = Path(path)
         remake = "recreate it with `bench splits make`"
-        if path.is_dir():
-            raise BenchError(f"split file {path} is a folder, not a file; remove it and {remake}")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            raise BenchError(f"split file not found: {path}; create it with `bench splits make`") from None
-        except UnicodeDecodeError:
-            raise BenchError(f"split file {path} is not UTF-8 JSON text (binary data?); {remake}") from None
-        except OSError as error:
-            raise BenchError(f"cannot read split file {path}: {error.strerror or error}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise BenchError(f"split file {path} is not valid JSON ({error}); {remake}") from None
+        data = read_json_file(path, "split file", remake)
         problem = _shape_problem(data)
         if problem:
             raise BenchError(f"split file {path} {problem}; {remake}")
