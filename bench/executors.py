@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
@@ -28,6 +28,9 @@ from bench.errors import BenchError
 from bench.registry import ModelSpec
 from bench.splits import PairingSplit
 
+if TYPE_CHECKING:  # the runner imports this module; at run time the name is only an annotation
+    from bench.runner import Cell
+
 EXECUTORS = ("local", "ray")
 
 
@@ -35,7 +38,7 @@ EXECUTORS = ("local", "ray")
 class CellJob:
     """Everything a worker needs to run one cell (picklable)."""
 
-    cell: "object"  # bench.runner.Cell
+    cell: Cell
     spec: ModelSpec
     split: PairingSplit
     split_file: Path

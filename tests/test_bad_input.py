@@ -23,6 +23,16 @@ RECORDS = REPO / "reports" / "flickr8k-cpu" / "records"
 BINARY = bytes(range(256)) * 4  # not UTF-8, not JSON
 
 
+def put(path: Path, content: str | bytes | None) -> None:
+    """Write ``content`` at ``path``: text, raw bytes, or (None) a folder in the file's place."""
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+
+
 def refused(capsys, argv: list[str], *needles: str) -> str:
     """Run the CLI; assert exit status 2, exactly one stderr line, no traceback; return that line."""
     status = main([str(a) for a in argv])
@@ -70,12 +80,7 @@ def _write_bad_split(small_synthetic, splits_dir: Path, kind: str, fraction: flo
         path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     content = _bad_split_contents(small_synthetic)[kind]
-    if content is None:
-        path.mkdir()
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
+    put(path, content)
     return path
 
 
@@ -199,10 +204,7 @@ def _write_bad_record(run: Path, kind: str) -> Path:
         record = json.loads(next((run / "records").glob("*.json")).read_text())
         record["metrics"] = None
         content = json.dumps(record)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
+    put(path, content)
     return path
 
 
@@ -240,12 +242,7 @@ def test_check_refuses_a_baseline_of_the_wrong_shape(tmp_path, capsys, kind):
     run = _run_folder(tmp_path)
     content, problem = BAD_BASELINES[kind]
     path = tmp_path / "baseline.json"
-    if content is None:
-        path.mkdir()
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
+    put(path, content)
     refused(capsys, ["check", run, "--against", path], str(path), problem)
 
 
@@ -276,12 +273,7 @@ def test_report_refuses_an_output_under_a_file_and_a_plot_it_cannot_draw(tmp_pat
 def test_report_refuses_a_reference_that_is_not_a_csv(tmp_path, capsys, content, problem):
     run = _run_folder(tmp_path)
     path = tmp_path / "reference.csv"
-    if content is None:
-        path.mkdir()
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
+    put(path, content)
     refused(capsys, ["report", run, "--reference", path], str(path), problem)
 
 
