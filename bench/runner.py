@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -208,9 +209,9 @@ def prepare_run_folder(out: Path) -> None:
     try:
         for folder in (out / "records", out / "locks", out / "work"):
             folder.mkdir(parents=True, exist_ok=True)
-        probe = out / "records" / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of its own (not a fixed name): several runs may start on one folder at once.
+        with tempfile.NamedTemporaryFile(dir=out / "records", prefix=".write-test-"):
+            pass
     except OSError as error:
         raise BenchError(f"run folder {out} can't be written ({error.strerror or error}); pass another --out") from None
 
@@ -344,8 +345,9 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
             elif outcome.status == "waited":
                 summary.waited.append(outcome.name)
                 summary.skipped.append(outcome.name)
-            else:
+            elif outcome.status == "skipped":
                 summary.skipped.append(outcome.name)
+            # "deferred": locked by another run; the executor comes back to it, so it isn't counted yet
             say(outcome.line)
     return summary
 

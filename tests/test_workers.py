@@ -98,6 +98,7 @@ def test_a_cell_locked_by_another_process_is_put_off_then_skipped_when_it_finish
         executors.run_job = real_run_job
     assert order == [(name, "deferred"), ("synthetic_cca_cpu_overlap_p25_seed0", "ok"), (name, "waited")]
     assert summary.done == ["synthetic_cca_cpu_overlap_p25_seed0"] and summary.waited == [name]
+    assert summary.skipped == [name]  # counted once, when it was found finished, not when it was put off
 
 
 @pytest.mark.slow
@@ -163,7 +164,7 @@ def test_read_only_run_folder_is_one_clear_line(tmp_path, capsys, monkeypatch):
     def read_only(self, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(self))
 
-    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(Path, "mkdir", read_only)
     assert main(["run", "--models", "cca", "--fractions", "100", "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "can't be written (Read-only file system)" in err[0]
