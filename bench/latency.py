@@ -68,7 +68,7 @@ def measure_model(spec, profile: str, text_encoder: str | None, device: torch.de
     """One model's latencies (ms) and the facts needed to read them."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory() as folder:
-        model, dataset, config = _fitted(spec, profile, text_encoder, device, Path(folder))
+        model, dataset, _ = _fitted(spec, profile, text_encoder, device, Path(folder))
     features = np.repeat(dataset.test.features, 7, axis=0)[:128]
     captions = (list(dataset.test.captions) * 2)[:128]
     if getattr(model, "text", None) is not None:  # a neural model: time its own path from token ids / vectors
@@ -79,7 +79,7 @@ def measure_model(spec, profile: str, text_encoder: str | None, device: torch.de
     dim = int(model.embed_images(features[:1]).shape[1])
     out = {
         "model": spec.name,
-        "text_encoder": getattr(config, "text_encoder", None) if spec.name != "cca" else "tfidf",
+        "text_encoder": model.describe().get("text_encoder"),
         "profile": profile,
         "embedding_dim": dim,
         "image_ms_b1": median_ms(lambda: model.embed_images(features[:1]), repeats, sync),
