@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.io import atomic_write_json, read_json_file
-from bench.report import METRICS, is_number, json_type, load_records, records_frame
+from bench.io import atomic_write_json, json_type, read_json_file
+from bench.report import METRICS, is_number, load_records, records_frame
 
 SCHEMA_VERSION = 1
 

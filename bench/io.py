@@ -101,3 +101,10 @@ def read_json_file(path: str | os.PathLike, what: str, remedy: str = "") -> obje
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise BenchError(f"{what} {path} is not valid JSON ({error}){tail}") from None
+
+
+def json_type(value: object) -> str:
+    """How a parsed JSON value is named in an error message ("a list", "null", ...)."""
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)

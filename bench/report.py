@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.io import read_json_file
+from bench.io import json_type, read_json_file
 
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 RECALLS = METRICS[:-1]
@@ -39,12 +39,6 @@ def record_files(runs: list[Path]) -> list[Path]:
         else:
             raise BenchError(f"run folder not found: {run}")
     return files
-
-
-def json_type(value: object) -> str:
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "a list", dict: "an object"}
-    return names.get(type(value), type(value).__name__)
 
 
 def is_number(value: object) -> bool:

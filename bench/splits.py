@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.data.types import Dataset
 from bench.errors import BenchError
-from bench.io import atomic_write_text, read_json_file, to_json
+from bench.io import atomic_write_text, json_type, read_json_file, to_json
 
 POLICIES = ("overlap", "disjoint")
 FORMAT_VERSION = 1
@@ -142,16 +142,10 @@ _ID_LISTS = ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_i
 _REQUIRED = ("dataset", "policy", "fraction", "seed", "dataset_ids_sha256") + _ID_LISTS
 
 
-def _json_type(value: object) -> str:
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "a list", dict: "an object"}
-    return names.get(type(value), type(value).__name__)
-
-
 def _shape_problem(data: object) -> str | None:
     """What is wrong with the shape of a parsed split file, or None when it has the right one."""
     if not isinstance(data, dict):
-        return f"holds {_json_type(data)}, not an object with the fields {', '.join(_REQUIRED)}"
+        return f"holds {json_type(data)}, not an object with the fields {', '.join(_REQUIRED)}"
     missing = [name for name in _REQUIRED if name not in data]
     if missing:
         return f"lacks the field(s) {', '.join(missing)}"
@@ -160,7 +154,7 @@ def _shape_problem(data: object) -> str | None:
         return f"has unexpected field(s) {', '.join(unexpected)}"
     for name in ("dataset", "dataset_ids_sha256"):
         if not isinstance(data[name], str) or not data[name]:
-            return f"has {name} {_json_type(data[name])}; expected a non-empty string"
+            return f"has {name} {json_type(data[name])}; expected a non-empty string"
     if data["policy"] not in POLICIES:
         return f"has policy {data['policy']!r}; expected one of {', '.join(POLICIES)}"
     fraction = data["fraction"]
@@ -171,15 +165,15 @@ def _shape_problem(data: object) -> str | None:
     for name in _ID_LISTS:
         ids = data[name]
         if not isinstance(ids, list):
-            return f"has {name} {_json_type(ids)}; expected a list of image ids"
+            return f"has {name} {json_type(ids)}; expected a list of image ids"
         wrong = [i for i in ids if not isinstance(i, str)]
         if wrong:
-            return f"has {_json_type(wrong[0])} {wrong[0]!r} in {name}; expected image ids (strings)"
+            return f"has {json_type(wrong[0])} {wrong[0]!r} in {name}; expected image ids (strings)"
     version = data.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION or isinstance(version, bool):
         return f"has format_version {version!r}; this harness reads version {FORMAT_VERSION}"
     if "counts" in data and not isinstance(data["counts"], dict):
-        return f"has counts {_json_type(data['counts'])}; expected an object"
+        return f"has counts {json_type(data['counts'])}; expected an object"
     return None
 
 
