@@ -75,8 +75,8 @@ def run_job(job: CellJob, dataset: Dataset, quiet: bool, wait: bool) -> Outcome:
         if job.force:
             for stale in work_dir(job.out, job.cell, job.identity).glob("*.pt"):
                 stale.unlink()
-        record = run_cell(job.cell, job.spec, dataset, job.split, job.split_file, job.out, torch.device(job.device),
-                          quiet)
+        record = run_cell(job.cell, job.spec, dataset, job.split, job.split_file, job.identity, job.out,
+                          torch.device(job.device), quiet)
     finally:
         lock.release()
     if record["status"] == "ok":

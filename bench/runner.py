@@ -216,12 +216,12 @@ def prepare_run_folder(out: Path) -> None:
         raise BenchError(f"run folder {out} can't be written ({error.strerror or error}); pass another --out") from None
 
 
-def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit, split_file: Path, out: Path,
-             device: torch.device, quiet: bool) -> dict:
-    """Fit one cell, evaluate it on the test split and write its record (a failure is recorded too)."""
+def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit, split_file: Path, identity: str,
+             out: Path, device: torch.device, quiet: bool) -> dict:
+    """Fit one cell (checkpoints in its work folder, keyed by ``identity``), evaluate it on the test
+    split and write its record (a failure is recorded too)."""
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    identity = cell_identity(cell.config_hash, dataset.content_sha256, split.sha256)
     timing: dict[str, float] = {}
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -325,7 +325,6 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
     # Fail fast on a missing or mismatched split file, before any training.
     splits = {key: load_split(dataset, *key, splits_dir=splits_dir)
               for key in sorted({(c.fraction, c.seed, c.policy) for c in cells})}
-    warm_text_sides(cells, dataset, progress=not quiet)
     summary = GridSummary()
     pending = []
     for cell in cells:
@@ -335,6 +334,7 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
             summary.skipped.append(cell.name)
             continue
         pending.append(CellJob(cell, specs[cell.model], split, split_file, identity, out, str(device), force))
+    warm_text_sides([job.cell for job in pending], dataset, progress=not quiet)
     say = print if quiet else _tqdm_write
     with make_executor(executor, jobs=jobs, threads=threads, address=address, device=device) as pool:
         for outcome in pool.run(pending, dataset, quiet=quiet, total=len(cells), already=len(summary.skipped)):
