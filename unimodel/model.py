@@ -226,6 +226,7 @@ class UnimodelModel(EmbeddingModel):
         train_text = parts.text_encoder is not None and data.n_texts > 0
         steps = math.ceil(max(data.n_images, data.n_texts if train_text else 0) / cfg.batch_size)
         progress = partial(context.progress, stage=1)
+        dev_captions = self.text.prepare(list(context.validation.captions)) if parts.text_encoder is not None else None
 
         def train_epoch(epoch: int) -> dict[str, float]:
             image_idx = epoch_batches(data.n_images, steps, cfg.batch_size) if data.n_images else None
@@ -242,12 +243,13 @@ class UnimodelModel(EmbeddingModel):
 
         return run_training(modules=parts.modules(STEP1_NAMES), optimizers={"step1": optimizer}, schedulers=None,
                             n_epochs=cfg.stage1_epochs, train_epoch=train_epoch,
-                            validate=partial(self._stage1_dev_loss, context.validation),
+                            validate=partial(self._stage1_dev_loss, context.validation, dev_captions),
                             context=dataclasses.replace(context, progress=progress),
                             checkpoint_name=STAGE1_CHECKPOINT, score="recon", maximize=False)
 
-    def _stage1_dev_loss(self, validation) -> dict[str, float]:
-        """Dev reconstruction loss of the step-1 autoencoders: ``recon`` and its parts."""
+    def _stage1_dev_loss(self, validation, captions) -> dict[str, float]:
+        """Dev reconstruction loss of the step-1 autoencoders: ``recon`` and its parts (``captions``:
+        the dev captions prepared once, or None without a step-1 text autoencoder)."""
         cfg, parts, device = self.config, self.parts, self.device
         totals: dict[str, float] = {}
         features = float_tensor(validation.features).to(device)
@@ -255,8 +257,8 @@ class UnimodelModel(EmbeddingModel):
             idx = torch.arange(start, min(validation.n_images, start + cfg.eval_batch_size))
             for k, v in stage1_losses(parts, features[idx.to(device)], None).items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(idx) / validation.n_images
-        if parts.text_encoder is not None:
-            captions, m = self.text.prepare(list(validation.captions)), validation.n_captions
+        if captions is not None:
+            m = validation.n_captions
             for start in range(0, m, cfg.eval_batch_size):
                 idx = torch.arange(start, min(m, start + cfg.eval_batch_size))
                 loss = stage1_losses(parts, None, captions.batch(idx, device))["step1_text"]
