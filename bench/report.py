@@ -18,7 +18,7 @@ from bench.io import json_type, read_json_file
 
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 RECALLS = METRICS[:-1]
-GROUP = ["dataset", "model", "label", "text_encoder", "profile", "policy", "fraction"]
+GROUP = ["dataset", "model", "label", "text_encoder", "profile", "policy", "extras", "unpaired_fraction", "fraction"]
 MODEL_ORDER = {"cca": 0, "vse": 1, "jwae": 2, "mine": 3}
 HEADERS = {
     "i2t_r1": "caption R@1", "i2t_r5": "caption R@5", "i2t_r10": "caption R@10",
@@ -118,6 +118,12 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row = {**r["cell"], "name": r["name"]}
         row["text_encoder"] = row.get("text_encoder") or (r.get("model") or {}).get("text_encoder") or "-"
         row["label"] = row.get("label") or ""
+        # Records from before the pool options have neither field: all of the pools, no extra source.
+        row["unpaired_fraction"] = float(row.get("unpaired_fraction", 100.0))
+        row["extras"] = "".join(f" +{tag}" for tag in row.pop("extra_sources", None) or [])
+        data = r.get("data") or {}
+        row["unpaired_images"], row["unpaired_captions"] = data.get("unpaired_images"), data.get("unpaired_captions")
+        row["uses_unpaired"] = bool(r.get("uses_unpaired", True))
         row.update({m: r["metrics"][m] for m in METRICS})
         row["protocol"] = r.get("protocol", "full")
         rows.append(row)
@@ -128,11 +134,18 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
 
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, model, text encoder, profile, policy, fraction): mean, std, seeds, retention."""
+    defaults = {"extras": "", "unpaired_fraction": 100.0}  # frames built without the pool fields
+    frame = frame.assign(**{column: value for column, value in defaults.items() if column not in frame})
     grouped = frame.groupby(GROUP, dropna=False)
     table = grouped[METRICS].mean()
     std = grouped[METRICS].std(ddof=1).add_suffix("_std")
     table = table.join(std)
     table["seeds"] = grouped["seed"].nunique()
+    for count in ("unpaired_images", "unpaired_captions"):
+        if count in frame:
+            table[count] = grouped[count].mean()
+    if "uses_unpaired" in frame:
+        table["uses_unpaired"] = grouped["uses_unpaired"].all()
     table = table.reset_index()
     full = table[table["fraction"] == 100].set_index(GROUP[:-1])["rsum"]
     keys = table.set_index(GROUP[:-1]).index
@@ -141,8 +154,9 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         for key, row_rsum in zip(keys, table["rsum"])
     ]
     table["_order"] = table["model"].map(MODEL_ORDER).fillna(99)
-    table = table.sort_values(["dataset", "policy", "profile", "_order", "model", "text_encoder", "label", "fraction"],
-                              ascending=[True, True, True, True, True, True, True, False])
+    table = table.sort_values(["dataset", "policy", "profile", "_order", "model", "text_encoder", "label", "extras",
+                               "unpaired_fraction", "fraction"],
+                              ascending=[True, True, True, True, True, True, True, True, False, False])
     return table.drop(columns="_order").reset_index(drop=True)
 
 
@@ -179,13 +193,15 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None,
         row = {}
         if several_datasets:
             row["Dataset"] = r["dataset"]
-        row["Model"] = f"{r['model']} [{r['label']}]" if r["label"] else r["model"]
+        row["Model"] = (f"{r['model']} [{r['label']}]" if r["label"] else r["model"]) + r["extras"]
         row["Text"] = r["text_encoder"]
         # Profile and policy get a column only when the table mixes them.
         for column in ("profile", "policy"):
             if table[column].nunique() > 1:
                 row[column.capitalize()] = r[column]
         row["Paired %"] = f"{r['fraction']:g}"
+        if table["unpaired_fraction"].nunique() > 1:
+            row["Unpaired %"] = f"{r['unpaired_fraction']:g}"
         for m in METRICS:
             row[HEADERS[m]] = _cell(r[m], r[f"{m}_std"], int(r["seeds"]))
         row["retention"] = "" if np.isnan(r["retention"]) else f"{r['retention']:.2f}"
@@ -207,16 +223,20 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None,
 
 def row_names(table: pd.DataFrame) -> list[str]:
     """A short name per row group, for the comparison table and the plot legend: ``model (text)
-    [label]`` (no text for a model without a text encoder), plus ``{profile}`` when the table
-    mixes profiles."""
+    [label] +extra-source`` (no text for a model without a text encoder), plus ``{profile}`` when
+    the table mixes profiles and ``u25%`` when it mixes shares of the unpaired pools."""
     mixed_profiles = table["profile"].nunique() > 1
+    mixed_shares = "unpaired_fraction" in table and table["unpaired_fraction"].nunique() > 1
     names = []
     for _, r in table.iterrows():
         name = r["model"] if r["text_encoder"] == "-" else f"{r['model']} ({r['text_encoder']})"
         if r["label"]:
             name += f" [{r['label']}]"
+        name += r.get("extras", "")
         if mixed_profiles:
             name += f" {{{r['profile']}}}"
+        if mixed_shares:
+            name += f" u{r['unpaired_fraction']:g}%"
         names.append(name)
     return names
 
@@ -377,6 +397,65 @@ def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None)
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
     import io
 
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def varies_pools(table: pd.DataFrame) -> bool:
+    """Whether the table compares unpaired pools (shares, extra sources or policies) rather than only
+    paired fractions: then :func:`plot_pools` says more than :func:`plot`."""
+    return any(table[column].nunique() > 1 for column in ("unpaired_fraction", "extras", "policy")
+               if column in table)
+
+
+def plot_pools(table: pd.DataFrame, path: Path) -> Path:
+    """rsum against the size of the unpaired caption pool, one panel per paired fraction.
+
+    A model that uses unpaired data is a line over its shares of the pool (``--unpaired-fractions``)
+    and a separate marker for each other pool (``disjoint``, an extra source); a model that reads
+    only the pairs is a dashed horizontal line at its rsum.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.io import atomic_write_bytes
+
+    fractions = sorted(table["fraction"].unique(), reverse=True)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(6.5 * len(fractions), 5), squeeze=False)
+    named = table.assign(_name=[n.split(" u")[0] if " u" in n and n.endswith("%") else n for n in row_names(table)])
+    named["_name"] = [n + ("" if p == "overlap" else f" ({p})") for n, p in zip(named["_name"], named["policy"])]
+    colours: dict[str, str] = {}
+    for ax, fraction in zip(axes.flat, fractions):
+        here = named[named["fraction"] == fraction]
+        flat = set(here.loc[~here["uses_unpaired"].astype(bool), "_name"]) if "uses_unpaired" in here else set()
+        for name, group in here.groupby("_name", sort=False):
+            colour = colours.setdefault(group["model"].iloc[0], f"C{len(colours)}")
+            x = group["unpaired_captions"].astype(float) / 1000
+            std = group["rsum_std"].fillna(0)
+            if name in flat:
+                ax.axhline(group["rsum"].mean(), color=colour, linestyle="--", alpha=0.7, label=name)
+                continue
+            order = np.argsort(x.to_numpy())
+            marker = "o" if len(group) > 1 else ("s" if "+" in name else "^")
+            ax.errorbar(x.to_numpy()[order], group["rsum"].to_numpy()[order], yerr=std.to_numpy()[order],
+                        color=colour, marker=marker, markersize=8, linestyle="-" if len(group) > 1 else "none",
+                        capsize=3, label=name)
+            if len(group) > 1:
+                for xi, yi, share in zip(x, group["rsum"], group["unpaired_fraction"]):
+                    ax.annotate(f"{share:g}%", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        ax.set_title(f"{fraction:g} % of training images paired")
+        ax.set_xlabel("unpaired captions in the pool (thousands)")
+        ax.set_ylabel("rsum (test)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Retrieval against the unpaired pool (shares of the pool: % beside the points)")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)

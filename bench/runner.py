@@ -36,7 +36,7 @@ from bench.config import config_to_dict
 from bench.models import FitContext, PairedData, UnpairedData
 from bench.registry import ModelSpec
 from bench.provenance import environment
-from bench.splits import PairingSplit, format_fraction, load_split
+from bench.splits import PairingSplit, Pools, format_fraction, kept_extra_rows, load_split, pools_suffixes
 from bench.training import seed_everything
 
 SCHEMA_VERSION = 1
@@ -54,6 +54,7 @@ class Cell:
     text_encoder: str | None  # None for models without a choice of text encoder
     config: Any = field(compare=False)
     label: str | None = None  # names a variant (e.g. an ablation) so its records don't replace the base model's
+    pools: Pools = field(default_factory=Pools, compare=False)  # share of the unpaired pools, extra sources
 
     @property
     def config_hash(self) -> str:
@@ -64,20 +65,30 @@ class Cell:
     def name(self) -> str:
         encoder = f"-{self.text_encoder}" if self.text_encoder else ""
         label = f"-{self.label}" if self.label else ""
-        return (f"{self.dataset}_{self.model}{encoder}{label}_{self.profile}_{self.policy}"
-                f"_p{format_fraction(self.fraction)}_seed{self.seed}")
+        extras, share = pools_suffixes(self.pools.unpaired_fraction, self.pools.tags)
+        return (f"{self.dataset}_{self.model}{encoder}{label}_{self.profile}_{self.policy}{extras}"
+                f"_p{format_fraction(self.fraction)}{share}_seed{self.seed}")
+
+    @property
+    def split_key(self) -> tuple:
+        return (self.fraction, self.seed, self.policy, self.pools.key())
 
     def describe(self) -> dict:
         return {"dataset": self.dataset, "model": self.model, "fraction": self.fraction, "seed": self.seed,
                 "policy": self.policy, "profile": self.profile, "text_encoder": self.text_encoder,
-                "label": self.label}
+                "label": self.label, "unpaired_fraction": self.pools.unpaired_fraction,
+                "extra_sources": list(self.pools.tags)}
 
 
 def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], seeds: list[int], policy: str,
                 profile: str, text_encoders: list[str] | None, overrides: dict[str, dict[str, str]],
-                label: str | None = None) -> list[Cell]:
+                label: str | None = None, pool_variants: list[Pools] | None = None) -> list[Cell]:
+    """The grid's cells. A model that ignores unpaired data gets only the plain pools of each split
+    (any other variant would train the very same model again)."""
     cells = []
+    pool_variants = pool_variants or [Pools()]
     for spec in specs:
+        variants = pool_variants if spec.uses_unpaired else [Pools()]
         names = {f.name for f in dataclasses.fields(spec.config_class)}
         has_text_choice = "text_encoder" in names
         # Overrides without a model prefix ("*") apply only where the model has that setting.
@@ -92,11 +103,15 @@ def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], se
             chosen = getattr(config, "text_encoder", None) if has_text_choice else None
             for seed in seeds:
                 for fraction in fractions:
-                    cells.append(Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config, label))
+                    for pools in variants:
+                        cells.append(Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config, label,
+                                          pools))
     return cells
 
 
-def subsets(dataset: Dataset, split: PairingSplit) -> tuple[PairedData, UnpairedData]:
+def subsets(dataset: Dataset, split: PairingSplit, pools: Pools = Pools()) -> tuple[PairedData, UnpairedData]:
+    """The paired set and unpaired pools a split names, with the kept items of ``pools.extras`` added
+    after the dataset's own (the split's checksums of them are checked by ``load_split``)."""
     train = dataset.train
     paired_rows = np.array([train.image_index[i] for i in split.paired_image_ids], dtype=np.int64)
     paired = train.subset(paired_rows, name="paired")
@@ -104,15 +119,22 @@ def subsets(dataset: Dataset, split: PairingSplit) -> tuple[PairedData, Unpaired
     caption_source = np.zeros(train.n_images, dtype=bool)
     caption_source[[train.image_index[i] for i in split.unpaired_caption_image_ids]] = True
     caption_rows = np.flatnonzero(caption_source[train.caption_to_image])
+    image_ids = [train.image_ids[r] for r in unpaired_image_rows]
+    features = [train.features[unpaired_image_rows].astype(np.float32, copy=False)]
+    caption_ids = [train.caption_ids[r] for r in caption_rows]
+    captions = [train.captions[r] for r in caption_rows]
+    for source in pools.extras:
+        rows = kept_extra_rows(source, split.seed, split.unpaired_fraction)
+        if source.modality == "captions":
+            caption_ids += [source.ids[r] for r in rows]
+            captions += [source.captions[r] for r in rows]
+        else:
+            image_ids += [source.ids[r] for r in rows]
+            features.append(source.features[rows])
     return (
         PairedData(paired.image_ids, paired.features, paired.caption_ids, paired.captions, paired.caption_to_image),
-        UnpairedData(
-            image_ids=[train.image_ids[r] for r in unpaired_image_rows],
-            features=train.features[unpaired_image_rows] if len(unpaired_image_rows) else
-            np.zeros((0, train.feature_dim), dtype=np.float32),
-            caption_ids=[train.caption_ids[r] for r in caption_rows],
-            captions=[train.captions[r] for r in caption_rows],
-        ),
+        UnpairedData(image_ids=image_ids, features=np.concatenate(features).reshape(-1, train.feature_dim),
+                     caption_ids=caption_ids, captions=captions),
     )
 
 
@@ -237,7 +259,7 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit,
     progress = CellProgress(cell.name, quiet)
     try:
         t = time.perf_counter()
-        paired, unpaired = subsets(dataset, split)
+        paired, unpaired = subsets(dataset, split, cell.pools)
         timing["data_s"] = time.perf_counter() - t
         record["data"] = {
             "dataset": dataset.name,
@@ -250,6 +272,8 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit,
             "paired_captions": paired.n_captions,
             "unpaired_images": unpaired.n_images,
             "unpaired_captions": unpaired.n_captions,
+            "unpaired_fraction": split.unpaired_fraction,
+            "extra_unpaired": split.extra_unpaired,
             "test_images": dataset.test.n_images,
             "test_captions": dataset.test.n_captions,
         }
@@ -323,12 +347,14 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
         raise BenchError("the grid is empty: no model, fraction or seed to run")
     prepare_run_folder(out)
     # Fail fast on a missing or mismatched split file, before any training.
-    splits = {key: load_split(dataset, *key, splits_dir=splits_dir)
-              for key in sorted({(c.fraction, c.seed, c.policy) for c in cells})}
+    splits = {}
+    for cell in cells:
+        if cell.split_key not in splits:
+            splits[cell.split_key] = load_split(dataset, cell.fraction, cell.seed, cell.policy, splits_dir, cell.pools)
     summary = GridSummary()
     pending = []
     for cell in cells:
-        split, split_file = splits[(cell.fraction, cell.seed, cell.policy)]
+        split, split_file = splits[cell.split_key]
         identity = cell_identity(cell.config_hash, dataset.content_sha256, split.sha256)
         if not force and is_finished(out, cell, identity):
             summary.skipped.append(cell.name)
@@ -358,7 +384,9 @@ def warm_text_sides(cells: list[Cell], dataset: Dataset, progress: bool = False)
     from bench.nn.text import text_side
 
     for name in sorted({getattr(c.config, "text_encoder", None) for c in cells} - {None}):
-        text_side(name).warm([c for split in dataset.splits() for c in split.captions], progress)
+        extra = {id(s): s for c in cells for s in c.pools.extras if s.modality == "captions"}
+        captions = [c for split in dataset.splits() for c in split.captions]
+        text_side(name).warm(captions + [c for source in extra.values() for c in source.captions], progress)
 
 
 def _tqdm_write(line: str) -> None:

@@ -19,14 +19,26 @@ Policies:
 The unpaired caption pool is stored as the ids of the images whose captions form it
 (all of an image's captions go together), which keeps the files small;
 :meth:`PairingSplit.unpaired_caption_ids` expands it.
+
+Two options change the unpaired pools (:class:`Pools`) and appear in the file name:
+
+``unpaired_fraction`` (``_u25``)
+    keeps that share of each pool: a prefix of the pool ordered by another hash of
+    ``(seed, id)``, so 0 % ⊂ 25 % ⊂ 50 % ⊂ 100 % as for the paired sets. At 0 % there is no
+    unpaired item at all.
+extra sources (``+coco-text``)
+    captions or image features from outside the dataset (:mod:`bench.data.extra`), added
+    to the unpaired pools only (and cut by ``unpaired_fraction`` the same way). The file
+    records each source's file checksum and the checksum of the ids it keeps, not the ids.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.data.extra import ExtraSource, check_not_held_out, ids_sha256
 from bench.data.types import Dataset
 from bench.errors import BenchError
 from bench.io import atomic_write_text, json_type, read_json_file, to_json
@@ -70,8 +82,52 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_unpaired_fractions(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchError(f"unpaired fractions '{text}' must be percentages, e.g. 0,25,50,100") from None
+    if not values or any(not 0 <= v <= 100 for v in values):
+        raise BenchError(f"unpaired fractions '{text}' must be percentages in [0, 100], e.g. 0,25,50,100")
+    return values
+
+
 def format_fraction(fraction: float) -> str:
     return f"{fraction:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class Pools:
+    """What a split keeps of the unpaired pools: a share of them, plus items from extra sources."""
+
+    unpaired_fraction: float = 100.0
+    extras: tuple[ExtraSource, ...] = ()
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(source.tag for source in self.extras)
+
+    def key(self) -> tuple:
+        return (self.unpaired_fraction, self.tags)
+
+
+def _prefix(ids: list[str], seed: int, salt: str, fraction: float) -> list[str]:
+    """The first ``fraction`` % of ``ids`` in the order of ``sha256(seed, salt, id)``: nested in ``fraction``."""
+    ordered = sorted(ids, key=lambda item: _order_key(seed, salt, item))
+    return ordered[: int(round(len(ordered) * fraction / 100.0))]
+
+
+def kept_extra_rows(source: ExtraSource, seed: int, unpaired_fraction: float) -> list[int]:
+    """Rows of ``source`` (in file order) that a split with this seed and unpaired fraction keeps."""
+    kept = set(_prefix(source.ids, seed, f"extra-{source.tag}", unpaired_fraction))
+    return [row for row, item in enumerate(source.ids) if item in kept]
+
+
+def describe_extra(source: ExtraSource, seed: int, unpaired_fraction: float) -> dict:
+    rows = kept_extra_rows(source, seed, unpaired_fraction)
+    return {"tag": source.tag, "modality": source.modality, "kind": source.kind, "path": source.path,
+            "file_sha256": source.file_sha256, "available": len(source), "kept": len(rows),
+            "kept_ids_sha256": ids_sha256([source.ids[r] for r in rows])}
 
 
 def _order_key(seed: int, salt: str, image_id: str) -> bytes:
@@ -89,6 +145,8 @@ class PairingSplit:
     unpaired_image_ids: list[str]
     unpaired_caption_image_ids: list[str]
     format_version: int = FORMAT_VERSION
+    unpaired_fraction: float = 100.0  # share of the unpaired pools kept (see Pools)
+    extra_unpaired: list[dict] = field(default_factory=list)  # describe_extra() of each extra source
 
     # -- derived views -------------------------------------------------------------
     def unpaired_caption_ids(self, dataset: Dataset) -> list[str]:
@@ -97,11 +155,21 @@ class PairingSplit:
         return [cid for cid, row in zip(train.caption_ids, train.caption_to_image) if int(row) in wanted]
 
     @property
+    def extra_tags(self) -> tuple[str, ...]:
+        return tuple(extra["tag"] for extra in self.extra_unpaired)
+
+    @property
     def filename(self) -> str:
-        return split_filename(self.dataset, self.policy, self.fraction, self.seed)
+        return split_filename(self.dataset, self.policy, self.fraction, self.seed, self.unpaired_fraction,
+                              self.extra_tags)
 
     def to_json(self) -> str:
         data = asdict(self)
+        # Written only when they differ from the default, so plain split files keep their bytes.
+        if data["unpaired_fraction"] == 100:
+            del data["unpaired_fraction"]
+        if not data["extra_unpaired"]:
+            del data["extra_unpaired"]
         data["counts"] = {
             "paired_images": len(self.paired_image_ids),
             "unpaired_images": len(self.unpaired_image_ids),
@@ -137,6 +205,20 @@ class PairingSplit:
             )
         check_no_leakage(self, dataset)
 
+    def check_extras(self, extras: tuple[ExtraSource, ...], path: str | Path | None = None) -> None:
+        """The extra sources given now are the ones this split was made with, byte for byte."""
+        where = f" {path}" if path else ""
+        given = {source.tag: source for source in extras}
+        if set(given) != set(self.extra_tags):
+            raise BenchError(f"split file{where} was made with extra sources {list(self.extra_tags) or 'none'}, "
+                             f"but {list(given) or 'none'} were given")
+        for extra in self.extra_unpaired:
+            source = given[extra["tag"]]
+            if source.file_sha256 != extra["file_sha256"]:
+                raise BenchError(
+                    f"extra unpaired {source.modality} {source.path} differ from the file split{where} was made "
+                    f"with (checksum {source.file_sha256[:12]}… vs {extra['file_sha256'][:12]}…); remake the split")
+
 
 _ID_LISTS = ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids")
 _REQUIRED = ("dataset", "policy", "fraction", "seed", "dataset_ids_sha256") + _ID_LISTS
@@ -149,7 +231,8 @@ def _shape_problem(data: object) -> str | None:
     missing = [name for name in _REQUIRED if name not in data]
     if missing:
         return f"lacks the field(s) {', '.join(missing)}"
-    unexpected = sorted(set(data) - set(_REQUIRED) - {"format_version", "counts"})
+    unexpected = sorted(set(data) - set(_REQUIRED) - {"format_version", "counts", "unpaired_fraction",
+                                                      "extra_unpaired"})
     if unexpected:
         return f"has unexpected field(s) {', '.join(unexpected)}"
     for name in ("dataset", "dataset_ids_sha256"):
@@ -172,20 +255,39 @@ def _shape_problem(data: object) -> str | None:
     version = data.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION or isinstance(version, bool):
         return f"has format_version {version!r}; this harness reads version {FORMAT_VERSION}"
+    share = data.get("unpaired_fraction", 100.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 100:
+        return f"has unpaired_fraction {share!r}; expected a percentage in [0, 100]"
+    extras = data.get("extra_unpaired", [])
+    if not isinstance(extras, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("tag"), str) and isinstance(e.get("file_sha256"), str)
+            for e in extras):
+        return "has extra_unpaired that is not a list of sources with 'tag' and 'file_sha256'"
     if "counts" in data and not isinstance(data["counts"], dict):
         return f"has counts {json_type(data['counts'])}; expected an object"
     return None
 
 
-def split_filename(dataset: str, policy: str, fraction: float, seed: int) -> str:
-    return f"{dataset}_{policy}_p{format_fraction(fraction)}_seed{seed}.json"
+def pools_suffixes(unpaired_fraction: float = 100.0, extra_tags: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The name parts of a pools variant: ``+coco-text`` after the policy, ``_u25`` after the fraction."""
+    share = "" if unpaired_fraction == 100 else f"_u{format_fraction(unpaired_fraction)}"
+    return "".join(f"+{tag}" for tag in extra_tags), share
 
 
-def split_path(splits_dir: str | Path, dataset: str, policy: str, fraction: float, seed: int) -> Path:
-    return Path(splits_dir) / dataset / split_filename(dataset, policy, fraction, seed)
+def split_filename(dataset: str, policy: str, fraction: float, seed: int, unpaired_fraction: float = 100.0,
+                   extra_tags: tuple[str, ...] = ()) -> str:
+    extras, share = pools_suffixes(unpaired_fraction, extra_tags)
+    return f"{dataset}_{policy}{extras}_p{format_fraction(fraction)}{share}_seed{seed}.json"
 
 
-def make_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap") -> PairingSplit:
+def split_path(splits_dir: str | Path, dataset: str, policy: str, fraction: float, seed: int,
+               pools: Pools = Pools()) -> Path:
+    return Path(splits_dir) / dataset / split_filename(dataset, policy, fraction, seed, pools.unpaired_fraction,
+                                                       pools.tags)
+
+
+def make_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap",
+               pools: Pools = Pools()) -> PairingSplit:
     fraction = parse_fraction(fraction)
     if policy not in POLICIES:
         raise BenchError(f"unknown split policy '{policy}'; choose one of {', '.join(POLICIES)}")
@@ -202,6 +304,13 @@ def make_split(dataset: Dataset, fraction: float, seed: int, policy: str = "over
         gives_picture = {i: _order_key(seed, "side", i)[0] % 2 == 0 for i in rest}
         unpaired_images = [i for i in rest if gives_picture[i]]
         unpaired_caption_images = [i for i in rest if not gives_picture[i]]
+    if pools.unpaired_fraction != 100:
+        unpaired_images = _prefix(unpaired_images, seed, "unpaired-images", pools.unpaired_fraction)
+        unpaired_caption_images = _prefix(unpaired_caption_images, seed, "unpaired-captions", pools.unpaired_fraction)
+    for source in pools.extras:
+        check_not_held_out(source, dataset)
+    if len(set(pools.tags)) != len(pools.tags):
+        raise BenchError(f"extra sources {list(pools.tags)}: give each source once")
     # Store lists in dataset order, so files diff well and read naturally.
     position = dataset.train.image_index
     by_position = lambda ids: sorted(ids, key=position.__getitem__)  # noqa: E731
@@ -214,6 +323,8 @@ def make_split(dataset: Dataset, fraction: float, seed: int, policy: str = "over
         paired_image_ids=by_position(paired),
         unpaired_image_ids=by_position(unpaired_images),
         unpaired_caption_image_ids=by_position(unpaired_caption_images),
+        unpaired_fraction=float(pools.unpaired_fraction),
+        extra_unpaired=[describe_extra(source, seed, pools.unpaired_fraction) for source in pools.extras],
     )
     check_no_leakage(split, dataset)
     return split
@@ -241,22 +352,34 @@ def check_no_leakage(split: PairingSplit, dataset: Dataset) -> None:
 
 
 def write_split(split: PairingSplit, splits_dir: str | Path) -> Path:
-    path = split_path(splits_dir, split.dataset, split.policy, split.fraction, split.seed)
+    path = Path(splits_dir) / split.dataset / split.filename
     atomic_write_text(path, split.to_json())
     return path
 
 
+def make_command(dataset: str, fraction: float, seed: int, policy: str, pools: Pools = Pools()) -> str:
+    """The `bench splits make` command that writes this cell's split file."""
+    command = (f"bench splits make --dataset {dataset} --fractions {format_fraction(fraction)} --seeds {seed} "
+               f"--policy {policy}")
+    if pools.unpaired_fraction != 100:
+        command += f" --unpaired-fractions {format_fraction(pools.unpaired_fraction)}"
+    for source in pools.extras:
+        command += f" --extra-unpaired-{source.modality} {source.spec}"
+    return command
+
+
 def load_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap",
-               splits_dir: str | Path | None = None) -> tuple[PairingSplit, Path]:
-    """The committed split file for this cell, checked against the loaded data."""
-    path = split_path(splits_dir or default_splits_dir(), dataset.name, policy, fraction, seed)
+               splits_dir: str | Path | None = None, pools: Pools = Pools()) -> tuple[PairingSplit, Path]:
+    """The committed split file for this cell, checked against the loaded data (and extra sources)."""
+    path = split_path(splits_dir or default_splits_dir(), dataset.name, policy, fraction, seed, pools)
     if not path.exists():
-        raise BenchError(
-            f"no split file {path}; make it with `bench splits make --dataset {dataset.name} "
-            f"--fractions {format_fraction(fraction)} --seeds {seed} --policy {policy}`"
-        )
+        raise BenchError(f"no split file {path}; make it with `{make_command(dataset.name, fraction, seed, policy, pools)}`")
     split = PairingSplit.from_file(path)
     check_parameters(split, path, dataset.name, fraction, seed, policy)
+    if float(split.unpaired_fraction) != float(pools.unpaired_fraction):
+        raise BenchError(f"split file {path} keeps {format_fraction(split.unpaired_fraction)} % of the unpaired "
+                         f"pools, but it is loaded for {format_fraction(pools.unpaired_fraction)} % (renamed?)")
+    split.check_extras(pools.extras, path)
     split.check_matches(dataset, path)
     return split, path
 
@@ -281,13 +404,24 @@ def check_parameters(split: PairingSplit, path: str | Path, dataset: str, fracti
 
 
 def verify_file(path: Path, dataset: Dataset) -> list[str]:
-    """Differences between a split file and the split recomputed from its parameters."""
+    """Differences between a split file and the split recomputed from its parameters (extra sources
+    are read again from the paths the file records)."""
+    from bench.data.extra import load_source
+
     stored = PairingSplit.from_file(path)
     stored.check_matches(dataset, path)
-    fresh = make_split(dataset, stored.fraction, stored.seed, stored.policy)
+    extras = []
+    for extra in stored.extra_unpaired:
+        try:
+            extras.append(load_source(f"{extra['kind']}:{extra['path']}", extra["modality"]))
+        except (BenchError, KeyError) as error:
+            return [f"{path}: its extra source {extra.get('tag')} can't be read again to check it ({error})"]
+    fresh = make_split(dataset, stored.fraction, stored.seed, stored.policy,
+                       Pools(stored.unpaired_fraction, tuple(extras)))
     problems = []
     if path.read_text() != fresh.to_json():
-        for field_name in ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids", "format_version"):
+        for field_name in ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids", "format_version",
+                           "extra_unpaired"):
             if getattr(stored, field_name) != getattr(fresh, field_name):
                 problems.append(f"{path}: {field_name} differs from the recomputed split")
         if not problems:

@@ -16,6 +16,8 @@ from bench.report import (
     load_records,
     load_reference,
     plot,
+    plot_pools,
+    varies_pools,
     records_frame,
     render,
     summary_table,
@@ -101,7 +103,10 @@ def report_command(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.plot:
-        write_output(args.plot, lambda: plot(table, args.plot, reference), "--plot")
+        if varies_pools(table) and reference is None:
+            write_output(args.plot, lambda: plot_pools(table, args.plot), "--plot")
+        else:
+            write_output(args.plot, lambda: plot(table, args.plot, reference), "--plot")
     if saved_table is not None:
         print(f"\nreport: {saved_table}   plot: {args.plot}")
     elif args.plot:

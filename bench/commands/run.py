@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from bench.commands.common import add_dataset_arguments, load_from_args
+from bench.commands.common import add_dataset_arguments, add_pool_arguments, load_from_args, pools_from_args
 from bench.errors import BenchError
 from bench.executors import EXECUTORS
 from bench.nn.text import TEXT_SIDES
@@ -34,6 +34,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--fractions", default="100,50,25,10", help="paired percentages (default 100,50,25,10)")
     run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     run.add_argument("--policy", default="overlap", choices=POLICIES, help="split policy (default overlap)")
+    add_pool_arguments(run)
     run.add_argument("--profile", default=None,
                      help="config profile: paper, cpu or quick (default: the dataset's: quick on the embedded "
                      "synthetic data, cpu on the others)")
@@ -104,10 +105,11 @@ def run_command(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise BenchError(f"--jobs {args.jobs}: give a positive number of worker processes")
     dataset = load_from_args(args)
+    pool_variants = pools_from_args(args)
     if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", args.label):
         raise BenchError(f"--label '{args.label}': use letters, digits, '.', '+' and '-' only")
     cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile or dataset.default_profile,
-                        text_encoders, overrides, args.label)
+                        text_encoders, overrides, args.label, pool_variants)
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, len(cells))))
     if args.threads is not None and jobs == 1 and args.executor == "local":
         import torch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.common import add_dataset_arguments, load_from_args
+from bench.commands.common import add_dataset_arguments, add_pool_arguments, load_from_args, pools_from_args
 from bench.errors import BenchError
 from bench.splits import (
     POLICIES,
@@ -28,6 +28,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--fractions", default="100,50,25,10", help="paired percentages (default 100,50,25,10)")
     make.add_argument("--seeds", "--seed", default="0", help="comma-separated seeds (default 0)")
     make.add_argument("--policy", default="overlap", choices=POLICIES, help="unpaired-pool policy (default overlap)")
+    add_pool_arguments(make)
     make.add_argument("--dir", type=Path, default=None, help="splits folder (default: the repo's splits/)")
     make.set_defaults(func=make_command)
 
@@ -41,15 +42,18 @@ def make_command(args: argparse.Namespace) -> int:
     dataset = load_from_args(args)
     fractions, seeds = parse_fractions(args.fractions), parse_seeds(args.seeds)
     splits_dir = args.dir or default_splits_dir()
+    pool_variants = pools_from_args(args)
     for seed in seeds:
         for fraction in fractions:
-            split = make_split(dataset, fraction, seed, args.policy)
-            path = write_split(split, splits_dir)
-            print(
-                f"wrote {path}: {len(split.paired_image_ids)} paired images, "
-                f"{len(split.unpaired_image_ids)} unpaired images, "
-                f"captions of {len(split.unpaired_caption_image_ids)} images unpaired"
-            )
+            for pools in pool_variants:
+                split = make_split(dataset, fraction, seed, args.policy, pools)
+                path = write_split(split, splits_dir)
+                extras = "".join(f", {e['kept']} extra {e['modality']} ({e['tag']})" for e in split.extra_unpaired)
+                print(
+                    f"wrote {path}: {len(split.paired_image_ids)} paired images, "
+                    f"{len(split.unpaired_image_ids)} unpaired images, "
+                    f"captions of {len(split.unpaired_caption_image_ids)} images unpaired{extras}"
+                )
     return 0
 
 
