@@ -20,6 +20,7 @@ from scipy import sparse
 from bench.config import ModelConfig
 from bench.models import FitContext, FitResult, PairedData, RetrievalModel, UnpairedData
 from bench.nn import l2_normalize
+from bench.search_space import Choice, LogUniform, Uniform
 from bench.text import VOCABULARY_FILE, Vocabulary
 
 
@@ -31,6 +32,8 @@ class CCAConfig(ModelConfig):
     min_count: int = 4  # vocabulary threshold for the bag of words
 
     PROFILES: ClassVar[dict] = {"paper": {}, "cpu": {}, "quick": {}}
+    SEARCH_SPACE: ClassVar[dict] = {"dim": Choice((64, 128, 256, 512, 1024)), "reg": LogUniform(1e-3, 1.0),
+                                    "power": Uniform(0.0, 8.0)}  # closed form: no updates to budget
 
 
 def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:

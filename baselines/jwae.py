@@ -56,9 +56,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines.vse import CPU_PROFILE
+from baselines.vse import CPU_PROFILE, VSEConfig
 from bench.config import TrainingConfig
 from bench.errors import BenchError
+from bench.search_space import LogUniform
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
 from bench.neural import EmbeddingModel, float_tensor
 from bench.nn import l2_normalize, losses
@@ -116,6 +117,12 @@ class JWAEConfig(TrainingConfig):
     }
     # quick (the default on the embedded synthetic data): the cpu profile for half the epochs
     PROFILES["quick"] = {**PROFILES["cpu"], "epochs": 6, "lr_decay_epoch": 4}
+    # vse's space plus the loss weights around their defaults (text_rec_weight acts with gru text,
+    # sentence_rec_weight with minilm; the other one is inert in a study)
+    SEARCH_SPACE: ClassVar[dict] = {**VSEConfig.SEARCH_SPACE, "image_rec_weight": LogUniform(0.005, 0.5),
+                                    "text_rec_weight": LogUniform(5e-4, 0.05),
+                                    "sentence_rec_weight": LogUniform(0.05, 5.0),
+                                    "adversarial_weight": LogUniform(1e-3, 0.1)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -330,7 +337,17 @@ class JWAEModel(EmbeddingModel):
         result.notes.append(f"epoch = one pass over {over}: {steps} steps of "
                             f"{cfg.batch_size} paired + {self.image_sampler.batch_size} unpaired images + "
                             f"{self.caption_sampler.batch_size} unpaired captions")
+        result.updates = steps * result.epochs_run
         return result
+
+    def schedule(self, paired: PairedData, unpaired: UnpairedData) -> tuple[int, int]:
+        cfg: JWAEConfig = self.config
+        if cfg.epoch_over == "paired":
+            return 0, math.ceil(paired.n_captions / cfg.batch_size)
+        pass_steps = [math.ceil(n / b) for n, b in ((paired.n_captions, cfg.batch_size),
+                                                     (unpaired.n_images, cfg.unpaired_batch_size),
+                                                     (unpaired.n_captions, cfg.unpaired_batch_size)) if n and b]
+        return 0, max(pass_steps)
 
     # -- embedding -------------------------------------------------------------------------------
     def encode_images(self, features: torch.Tensor) -> torch.Tensor:

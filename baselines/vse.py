@@ -32,6 +32,7 @@ from typing import ClassVar
 import torch
 
 from bench.config import TrainingConfig
+from bench.search_space import UPDATES, Choice, LogUniform, ShareOfCap, Uniform
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
 from bench.neural import EmbeddingModel, float_tensor
@@ -51,6 +52,10 @@ class VSEConfig(TrainingConfig):
 
     # quick: the default on the embedded synthetic data, where the cpu schedule is already short
     PROFILES: ClassVar[dict] = {"paper": {}, "cpu": CPU_PROFILE, "quick": CPU_PROFILE}
+    # What `bench tune` searches (bench.search_space); jwae extends it. The model has no dropout
+    # and no weight decay to tune.
+    SEARCH_SPACE: ClassVar[dict] = {"lr": LogUniform(5e-5, 2e-3), "embed_size": Choice((256, 512, 1024)),
+                                    "margin": Uniform(0.05, 0.4), UPDATES: ShareOfCap(0.1)}
 
 
 class VSEModel(EmbeddingModel):
@@ -97,7 +102,11 @@ class VSEModel(EmbeddingModel):
                               n_epochs=cfg.epochs, train_epoch=train_epoch,
                               validate=self.validator(context.validation), context=context)
         result.notes.append("unpaired data ignored (VSE++ trains on pairs only)")
+        result.updates = steps * result.epochs_run
         return result
+
+    def schedule(self, paired: PairedData, unpaired: UnpairedData) -> tuple[int, int]:
+        return 0, math.ceil(paired.n_captions / self.config.batch_size)
 
     def encode_images(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_encoder(features)

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "bench.commands.splits",
     "bench.features",
     "bench.commands.run",
+    "bench.commands.tune",
     "bench.commands.report",
     "bench.commands.benchmark",
 ]

@@ -87,6 +87,7 @@ class FitResult:
     validation_curve: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "unpaired data ignored"
     resumed_from_epoch: int | None = None
+    updates: int | None = None  # optimizer updates of the model's weights (not of critics), when it counts them
 
 
 class RetrievalModel(abc.ABC):

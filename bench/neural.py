@@ -26,7 +26,7 @@ from torch import nn
 
 from bench.data.types import Split
 from bench.errors import BenchError
-from bench.models import FitContext, RetrievalModel
+from bench.models import FitContext, PairedData, RetrievalModel, UnpairedData
 from bench.nn.text import SentenceVectors, TextSide, TokenizedCaptions, text_side
 from bench.training import seed_everything
 
@@ -79,6 +79,12 @@ class EmbeddingModel(RetrievalModel):
         """The modules embedding reads; they are in eval mode while it runs. Empty before a fit."""
 
     # -- for fit -------------------------------------------------------------------------------------
+    def schedule(self, paired: PairedData, unpaired: UnpairedData) -> tuple[int, int]:
+        """``(fixed, per_epoch)``: the optimizer updates a fit on this data spends outside the
+        ``epochs`` loop (e.g. a pre-training stage) and in each of its epochs. `bench tune` turns an
+        update budget into epochs with it; a fit reports ``fixed + per_epoch * epochs`` as its updates."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how many updates an epoch takes")
+
     def start_fit(self, context: FitContext, training_captions: Iterable[str]) -> Path:
         """Seed, device and cell folder; the text side fitted on ``training_captions`` (each
         caption once: a GRU's vocabulary comes from them). Returns the cell folder."""

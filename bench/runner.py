@@ -36,7 +36,7 @@ from bench.config import config_to_dict
 from bench.models import FitContext, PairedData, UnpairedData
 from bench.registry import ModelSpec
 from bench.provenance import environment
-from bench.splits import PairingSplit, Pools, format_fraction, kept_extra_rows, load_split, pools_suffixes
+from bench.splits import PairingSplit, PoolSpec, format_fraction, kept_extra_rows, load_split, pools_suffixes
 from bench.training import seed_everything
 
 SCHEMA_VERSION = 1
@@ -54,7 +54,8 @@ class Cell:
     text_encoder: str | None  # None for models without a choice of text encoder
     config: Any = field(compare=False)
     label: str | None = None  # names a variant (e.g. an ablation) so its records don't replace the base model's
-    pools: Pools = field(default_factory=Pools, compare=False)  # share of the unpaired pools, extra sources
+    pools: PoolSpec = field(default_factory=PoolSpec, compare=False)  # share of the unpaired pools, extra sources
+    tuned_from: dict | None = field(default=None, compare=False)  # --profile tuned: the file the config came from
 
     @property
     def config_hash(self) -> str:
@@ -82,13 +83,17 @@ class Cell:
 
 def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], seeds: list[int], policy: str,
                 profile: str, text_encoders: list[str] | None, overrides: dict[str, dict[str, str]],
-                label: str | None = None, pool_variants: list[Pools] | None = None) -> list[Cell]:
+                label: str | None = None, pool_variants: list[PoolSpec] | None = None,
+                tuned_dir: Path | None = None) -> list[Cell]:
     """The grid's cells. A model that ignores unpaired data gets only the plain pools of each split
-    (any other variant would train the very same model again)."""
+    (any other variant would train the very same model again). With ``profile == "tuned"`` each
+    cell's config is the `bench tune` result for its model, text encoder and fraction."""
+    from bench.tuning import TUNED_PROFILE, tuned_config
+
     cells = []
-    pool_variants = pool_variants or [Pools()]
+    pool_variants = pool_variants or [PoolSpec()]
     for spec in specs:
-        variants = pool_variants if spec.uses_unpaired else [Pools()]
+        variants = pool_variants if spec.uses_unpaired else [PoolSpec()]
         names = {f.name for f in dataclasses.fields(spec.config_class)}
         has_text_choice = "text_encoder" in names
         # Overrides without a model prefix ("*") apply only where the model has that setting.
@@ -99,17 +104,25 @@ def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], se
             settings = dict(model_overrides)
             if encoder is not None:
                 settings["text_encoder"] = encoder
-            config = spec.config_class.for_profile(profile, settings)
-            chosen = getattr(config, "text_encoder", None) if has_text_choice else None
+            configs = {}  # fraction -> (config, the tuned file it came from)
+            for fraction in fractions:
+                if profile == TUNED_PROFILE:
+                    text = (encoder or "minilm") if has_text_choice else None
+                    configs[fraction] = tuned_config(spec, dataset, text, fraction, tuned_dir,
+                                                     {k: v for k, v in settings.items() if k != "text_encoder"})
+                else:
+                    configs[fraction] = (spec.config_class.for_profile(profile, settings), None)
             for seed in seeds:
                 for fraction in fractions:
+                    config, tuned = configs[fraction]
+                    chosen = getattr(config, "text_encoder", None) if has_text_choice else None
                     for pools in variants:
                         cells.append(Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config, label,
-                                          pools))
+                                          pools, tuned))
     return cells
 
 
-def subsets(dataset: Dataset, split: PairingSplit, pools: Pools = Pools()) -> tuple[PairedData, UnpairedData]:
+def subsets(dataset: Dataset, split: PairingSplit, pools: PoolSpec = PoolSpec()) -> tuple[PairedData, UnpairedData]:
     """The paired set and unpaired pools a split names, with the kept items of ``pools.extras`` added
     after the dataset's own (the split's checksums of them are checked by ``load_split``)."""
     train = dataset.train
@@ -256,6 +269,8 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit,
         "uses_unpaired": spec.uses_unpaired,
         "provenance": {**environment(device), "started_at": started_at},
     }
+    if cell.tuned_from:
+        record["provenance"]["tuned_profile"] = cell.tuned_from
     progress = CellProgress(cell.name, quiet)
     try:
         t = time.perf_counter()

@@ -20,7 +20,7 @@ The unpaired caption pool is stored as the ids of the images whose captions form
 (all of an image's captions go together), which keeps the files small;
 :meth:`PairingSplit.unpaired_caption_ids` expands it.
 
-Two options change the unpaired pools (:class:`Pools`) and appear in the file name:
+Two options change the unpaired pools (:class:`PoolSpec`) and appear in the file name:
 
 ``unpaired_fraction`` (``_u25``)
     keeps that share of each pool: a prefix of the pool ordered by another hash of
@@ -97,7 +97,7 @@ def format_fraction(fraction: float) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class Pools:
+class PoolSpec:
     """What a split keeps of the unpaired pools: a share of them, plus items from extra sources."""
 
     unpaired_fraction: float = 100.0
@@ -145,7 +145,7 @@ class PairingSplit:
     unpaired_image_ids: list[str]
     unpaired_caption_image_ids: list[str]
     format_version: int = FORMAT_VERSION
-    unpaired_fraction: float = 100.0  # share of the unpaired pools kept (see Pools)
+    unpaired_fraction: float = 100.0  # share of the unpaired pools kept (see PoolSpec)
     extra_unpaired: list[dict] = field(default_factory=list)  # describe_extra() of each extra source
 
     # -- derived views -------------------------------------------------------------
@@ -281,13 +281,13 @@ def split_filename(dataset: str, policy: str, fraction: float, seed: int, unpair
 
 
 def split_path(splits_dir: str | Path, dataset: str, policy: str, fraction: float, seed: int,
-               pools: Pools = Pools()) -> Path:
+               pools: PoolSpec = PoolSpec()) -> Path:
     return Path(splits_dir) / dataset / split_filename(dataset, policy, fraction, seed, pools.unpaired_fraction,
                                                        pools.tags)
 
 
 def make_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap",
-               pools: Pools = Pools()) -> PairingSplit:
+               pools: PoolSpec = PoolSpec()) -> PairingSplit:
     fraction = parse_fraction(fraction)
     if policy not in POLICIES:
         raise BenchError(f"unknown split policy '{policy}'; choose one of {', '.join(POLICIES)}")
@@ -357,7 +357,7 @@ def write_split(split: PairingSplit, splits_dir: str | Path) -> Path:
     return path
 
 
-def make_command(dataset: str, fraction: float, seed: int, policy: str, pools: Pools = Pools()) -> str:
+def make_command(dataset: str, fraction: float, seed: int, policy: str, pools: PoolSpec = PoolSpec()) -> str:
     """The `bench splits make` command that writes this cell's split file."""
     command = (f"bench splits make --dataset {dataset} --fractions {format_fraction(fraction)} --seeds {seed} "
                f"--policy {policy}")
@@ -369,7 +369,7 @@ def make_command(dataset: str, fraction: float, seed: int, policy: str, pools: P
 
 
 def load_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap",
-               splits_dir: str | Path | None = None, pools: Pools = Pools()) -> tuple[PairingSplit, Path]:
+               splits_dir: str | Path | None = None, pools: PoolSpec = PoolSpec()) -> tuple[PairingSplit, Path]:
     """The committed split file for this cell, checked against the loaded data (and extra sources)."""
     path = split_path(splits_dir or default_splits_dir(), dataset.name, policy, fraction, seed, pools)
     if not path.exists():
@@ -417,7 +417,7 @@ def verify_file(path: Path, dataset: Dataset) -> list[str]:
         except (BenchError, KeyError) as error:
             return [f"{path}: its extra source {extra.get('tag')} can't be read again to check it ({error})"]
     fresh = make_split(dataset, stored.fraction, stored.seed, stored.policy,
-                       Pools(stored.unpaired_fraction, tuple(extras)))
+                       PoolSpec(stored.unpaired_fraction, tuple(extras)))
     problems = []
     if path.read_text() != fresh.to_json():
         for field_name in ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids", "format_version",

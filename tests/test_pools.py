@@ -14,7 +14,7 @@ from bench.errors import BenchError
 from bench.models import FitContext, UnpairedData
 from bench.registry import get_model_spec
 from bench.runner import subsets
-from bench.splits import PairingSplit, Pools, load_split, make_split, verify_file, write_split
+from bench.splits import PairingSplit, PoolSpec, load_split, make_split, verify_file, write_split
 
 
 @pytest.fixture()
@@ -25,7 +25,7 @@ def extra_text(tmp_path):
 
 
 def test_shares_of_the_pools_are_nested_and_zero_is_empty(small_synthetic):
-    pools = {share: make_split(small_synthetic, 25, 0, "overlap", Pools(share)) for share in (0, 25, 50, 100)}
+    pools = {share: make_split(small_synthetic, 25, 0, "overlap", PoolSpec(share)) for share in (0, 25, 50, 100)}
     assert pools[100].to_json() == make_split(small_synthetic, 25, 0, "overlap").to_json()  # the plain file
     assert not pools[0].unpaired_image_ids and not pools[0].unpaired_caption_image_ids
     for low, high in ((25, 50), (50, 100)):
@@ -38,7 +38,7 @@ def test_shares_of_the_pools_are_nested_and_zero_is_empty(small_synthetic):
 
 
 def test_disjoint_pools_shrink_too_and_stay_disjoint(small_synthetic):
-    split = make_split(small_synthetic, 10, 0, "disjoint", Pools(50))
+    split = make_split(small_synthetic, 10, 0, "disjoint", PoolSpec(50))
     full = make_split(small_synthetic, 10, 0, "disjoint")
     assert set(split.unpaired_image_ids) < set(full.unpaired_image_ids)
     assert not set(split.unpaired_image_ids) & set(split.unpaired_caption_image_ids)
@@ -47,18 +47,18 @@ def test_disjoint_pools_shrink_too_and_stay_disjoint(small_synthetic):
 def test_extra_captions_join_only_the_unpaired_caption_pool(small_synthetic, extra_text):
     source = load_source(f"lines:{extra_text}", "captions")
     assert len(source) == 40 and source.tag == "lines-text" and source.ids[0] == "lines:1"
-    split = make_split(small_synthetic, 25, 0, "overlap", Pools(100, (source,)))
+    split = make_split(small_synthetic, 25, 0, "overlap", PoolSpec(100, (source,)))
     (extra,) = split.extra_unpaired
     assert extra["kept"] == 40 and extra["file_sha256"] == source.file_sha256 and extra["path"] == str(extra_text)
     assert split.filename == "synthetic_overlap+lines-text_p25_seed0.json"
-    paired, unpaired = subsets(small_synthetic, split, Pools(100, (source,)))
+    paired, unpaired = subsets(small_synthetic, split, PoolSpec(100, (source,)))
     plain_paired, plain_unpaired = subsets(small_synthetic, make_split(small_synthetic, 25, 0))
     assert paired.caption_ids == plain_paired.caption_ids  # nothing extra is ever paired
     assert unpaired.captions == plain_unpaired.captions + source.captions
     assert unpaired.image_ids == plain_unpaired.image_ids
     # a share of the pools cuts the extra source too, nested
-    half = make_split(small_synthetic, 25, 0, "overlap", Pools(50, (source,)))
-    _, half_unpaired = subsets(small_synthetic, half, Pools(50, (source,)))
+    half = make_split(small_synthetic, 25, 0, "overlap", PoolSpec(50, (source,)))
+    _, half_unpaired = subsets(small_synthetic, half, PoolSpec(50, (source,)))
     extra_half = [c for c in half_unpaired.caption_ids if c.startswith("lines:")]
     assert len(extra_half) == 20 and set(extra_half) < set(source.ids)
     assert half.extra_unpaired[0]["kept"] == 20
@@ -68,8 +68,8 @@ def test_extra_image_features_join_the_unpaired_image_pool(small_synthetic, tmp_
     features = np.random.default_rng(0).random((30, small_synthetic.feature_dim)).astype(np.float32)
     np.save(tmp_path / "more.npy", features)
     source = load_source(f"npy:{tmp_path / 'more.npy'}", "images")
-    split = make_split(small_synthetic, 25, 0, "overlap", Pools(100, (source,)))
-    _, unpaired = subsets(small_synthetic, split, Pools(100, (source,)))
+    split = make_split(small_synthetic, 25, 0, "overlap", PoolSpec(100, (source,)))
+    _, unpaired = subsets(small_synthetic, split, PoolSpec(100, (source,)))
     assert unpaired.n_images == 240 + 30 and unpaired.image_ids[-1] == "npy:29"
     np.testing.assert_array_equal(unpaired.features[-30:], features)
 
@@ -77,15 +77,15 @@ def test_extra_image_features_join_the_unpaired_image_pool(small_synthetic, tmp_
 def test_an_extra_source_holding_held_out_items_is_refused(small_synthetic, tmp_path):
     (tmp_path / "leak.txt").write_text("\n".join(small_synthetic.test.captions[:3]))
     with pytest.raises(BenchError, match="3 of its captions are dev or test captions"):
-        make_split(small_synthetic, 25, 0, "overlap", Pools(100, (load_source(f"lines:{tmp_path / 'leak.txt'}",
+        make_split(small_synthetic, 25, 0, "overlap", PoolSpec(100, (load_source(f"lines:{tmp_path / 'leak.txt'}",
                                                                               "captions"),)))
     np.save(tmp_path / "leak.npy", small_synthetic.dev.features[:2])
     with pytest.raises(BenchError, match="2 rows equal dev or test images"):
-        make_split(small_synthetic, 25, 0, "overlap", Pools(100, (load_source(f"npy:{tmp_path / 'leak.npy'}",
+        make_split(small_synthetic, 25, 0, "overlap", PoolSpec(100, (load_source(f"npy:{tmp_path / 'leak.npy'}",
                                                                               "images"),)))
     np.save(tmp_path / "narrow.npy", np.zeros((3, 5), dtype=np.float32))
     with pytest.raises(BenchError, match="5-d features"):
-        make_split(small_synthetic, 25, 0, "overlap", Pools(100, (load_source(f"npy:{tmp_path / 'narrow.npy'}",
+        make_split(small_synthetic, 25, 0, "overlap", PoolSpec(100, (load_source(f"npy:{tmp_path / 'narrow.npy'}",
                                                                               "images"),)))
 
 
@@ -107,21 +107,21 @@ def test_a_bad_extra_source_is_one_clear_error(tmp_path, spec, message):
 def test_loading_checks_the_extra_source_and_the_share(small_synthetic, extra_text, tmp_path):
     source = load_source(f"lines:{extra_text}", "captions")
     folder = tmp_path / "splits"
-    write_split(make_split(small_synthetic, 25, 0, "overlap", Pools(100, (source,))), folder)
-    split, path = load_split(small_synthetic, 25, 0, "overlap", folder, Pools(100, (source,)))
+    write_split(make_split(small_synthetic, 25, 0, "overlap", PoolSpec(100, (source,))), folder)
+    split, path = load_split(small_synthetic, 25, 0, "overlap", folder, PoolSpec(100, (source,)))
     assert verify_file(path, small_synthetic) == []
     extra_text.write_text(extra_text.read_text() + "one more caption\n")  # the source changed since
     with pytest.raises(BenchError, match="differ from the file"):
-        load_split(small_synthetic, 25, 0, "overlap", folder, Pools(100, (load_source(f"lines:{extra_text}",
+        load_split(small_synthetic, 25, 0, "overlap", folder, PoolSpec(100, (load_source(f"lines:{extra_text}",
                                                                                        "captions"),)))
     assert "differs" in " ".join(verify_file(path, small_synthetic))
     with pytest.raises(BenchError, match="--extra-unpaired-captions lines:"):  # no such split file: say how to make it
-        load_split(small_synthetic, 10, 0, "overlap", folder, Pools(100, (source,)))
-    write_split(make_split(small_synthetic, 25, 0, "overlap", Pools(50)), folder)
+        load_split(small_synthetic, 10, 0, "overlap", folder, PoolSpec(100, (source,)))
+    write_split(make_split(small_synthetic, 25, 0, "overlap", PoolSpec(50)), folder)
     renamed = folder / "synthetic" / "synthetic_overlap_p25_u25_seed0.json"
     (folder / "synthetic" / "synthetic_overlap_p25_u50_seed0.json").rename(renamed)
     with pytest.raises(BenchError, match="keeps 50 % of the unpaired pools, but it is loaded for 25 %"):
-        load_split(small_synthetic, 25, 0, "overlap", folder, Pools(25))
+        load_split(small_synthetic, 25, 0, "overlap", folder, PoolSpec(25))
 
 
 @pytest.mark.parametrize("model", ["mine", "jwae"])
@@ -135,7 +135,7 @@ def test_at_zero_percent_a_model_trains_exactly_as_on_its_pairs_alone(small_synt
     else:
         tiny.update(embed_size="32", batch_size="32", unpaired_batch_size="32")
     config = spec.config_class.for_profile("quick", tiny)
-    split = make_split(small_synthetic, 25, 0, "overlap", Pools(0))
+    split = make_split(small_synthetic, 25, 0, "overlap", PoolSpec(0))
     paired, unpaired = subsets(small_synthetic, split)
     assert unpaired.n_images == unpaired.n_captions == 0
     nothing = UnpairedData([], np.zeros((0, small_synthetic.feature_dim), np.float32), [], [])
@@ -196,5 +196,5 @@ def test_real_coco_captions_as_an_extra_source_for_flickr8k(shared_data):
         __import__("bench.splits", fromlist=["default_splits_dir"]).default_splits_dir()
         / "flickr8k" / "flickr8k_overlap+coco-text_p10_seed0.json")
     committed.check_extras((source,))
-    _, unpaired = subsets(flickr, committed, Pools(100, (source,)))
+    _, unpaired = subsets(flickr, committed, PoolSpec(100, (source,)))
     assert unpaired.n_captions == 30_000 + 25_000 and unpaired.n_images == 6_000

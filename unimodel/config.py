@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from bench.config import TrainingConfig
 from bench.errors import BenchError
+from bench.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
 
 STEP1_MODES = ("finetune", "freeze")
 
@@ -86,6 +87,15 @@ class UnimodelConfig(TrainingConfig):
     PROFILES["quick"] = {**PROFILES["cpu"], "image_embed_dim": 256, "image_hidden": 256, "text_embed_dim": 256,
                          "decoder_hidden": 256, "latent_dim": 256, "step2_hidden": 256, "critic_hidden": 128,
                          "stage1_epochs": 1, "epochs": 3, "lr_decay_epoch": 3}
+
+    # What `bench tune` searches: the vse/jwae terms (lr, size, margin, updates), dropout, the
+    # stage-1 length and the scenario weights that are on in the cpu profile.
+    SEARCH_SPACE: ClassVar[dict] = {
+        "lr": LogUniform(5e-5, 2e-3), "latent_dim": Choice((256, 512, 1024)), "margin": Uniform(0.05, 0.4),
+        UPDATES: ShareOfCap(0.1), "dropout": Uniform(0.0, 0.6), "stage1_epochs": IntRange(0, 4),
+        "w_auto": LogUniform(0.1, 3.0), "w_cyclic": LogUniform(0.1, 3.0), "w_paired_recon": LogUniform(0.1, 3.0),
+        "w_latent_adv": LogUniform(1e-3, 0.1), "w_domain_adv": LogUniform(1e-3, 0.1),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

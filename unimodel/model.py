@@ -51,7 +51,7 @@ from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
 from bench.neural import EmbeddingModel, float_tensor
 from bench.nn import l2_normalize
-from bench.nn.text import SentenceVectors, TokenizedCaptions
+from bench.nn.text import SentenceVectors, TokenizedCaptions, text_side
 from bench.training import EpochLog, optimizer_step, run_training
 from unimodel.config import UnimodelConfig
 from unimodel.objective import Batch, Forward, active_critics, needs_paired, needs_unpaired, stage1_losses
@@ -194,7 +194,19 @@ class UnimodelModel(EmbeddingModel):
         critics = ", ".join(active_critics(cfg)) or "none"
         notes.append(f"stage 2: {self._stage2_steps(data)} steps per epoch; critics trained: {critics}")
         result.notes.extend(notes)
+        fixed, per_epoch = self.schedule(paired, unpaired)
+        result.updates = fixed + per_epoch * result.epochs_run
         return result
+
+    def schedule(self, paired: PairedData, unpaired: UnpairedData) -> tuple[int, int]:
+        """Stage 1's updates (fixed) and stage 2's per epoch, as :meth:`train_stage1` and
+        :meth:`_stage2_steps` count them on these pools."""
+        cfg: UnimodelConfig = self.config
+        pools = training_pools(paired, unpaired, cfg.paired_as_unpaired)
+        n_images, n_texts = len(pools.image_ids), len(pools.captions)
+        stage1_texts = n_texts if text_side(cfg.text_encoder).reads_words else 0
+        stage1 = math.ceil(max(n_images, stage1_texts) / cfg.batch_size) * cfg.stage1_epochs
+        return stage1, math.ceil(max(paired.n_captions, n_images, n_texts) / cfg.batch_size)
 
     def prepare(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> TrainingData:
         """Seed, text side (its vocabulary from every training caption the model sees, each once),

@@ -34,7 +34,7 @@ def load_from_args(args: argparse.Namespace, name: str | None = None) -> Dataset
 
 
 def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that change the unpaired pools of a split (see bench.splits.Pools)."""
+    """Options that change the unpaired pools of a split (see bench.splits.PoolSpec)."""
     parser.add_argument("--unpaired-fractions", "--unpaired-fraction", default="100", metavar="PERCENTS",
                         help="share of the unpaired pools to keep, nested like the paired sets, e.g. 0,25,50,100 "
                         "(default 100: all of them)")
@@ -47,11 +47,11 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pools_from_args(args: argparse.Namespace) -> list:
-    """One :class:`bench.splits.Pools` per unpaired fraction, each with the extra sources given."""
+    """One :class:`bench.splits.PoolSpec` per unpaired fraction, each with the extra sources given."""
     from bench.data.extra import load_source
-    from bench.splits import Pools, parse_unpaired_fractions
+    from bench.splits import PoolSpec, parse_unpaired_fractions
 
     fractions = parse_unpaired_fractions(args.unpaired_fractions)
     extras = tuple([load_source(text, "captions") for text in args.extra_unpaired_captions]
                    + [load_source(text, "images") for text in args.extra_unpaired_images])
-    return [Pools(fraction, extras) for fraction in fractions]
+    return [PoolSpec(fraction, extras) for fraction in fractions]

@@ -20,6 +20,7 @@ from bench.splits import POLICIES, parse_fractions, parse_seeds
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models", help="list the registered models")
+    models.add_argument("--search-space", action="store_true", help="print what `bench tune` searches for each model")
     models.set_defaults(func=list_models)
 
     run = subparsers.add_parser(
@@ -36,8 +37,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--policy", default="overlap", choices=POLICIES, help="split policy (default overlap)")
     add_pool_arguments(run)
     run.add_argument("--profile", default=None,
-                     help="config profile: paper, cpu or quick (default: the dataset's: quick on the embedded "
+                     help="config profile: paper, cpu, quick, or tuned (the `bench tune` result in --tuned-dir "
+                     "for each model, text encoder and fraction) (default: the dataset's: quick on the embedded "
                      "synthetic data, cpu on the others)")
+    run.add_argument("--tuned-dir", type=Path, default=None,
+                     help="with --profile tuned: where the tuned profiles are (default reports/tuning)")
     run.add_argument("--text-encoders", default=None,
                      help=f"comma-separated text encoders to run for models that have one ({', '.join(TEXT_SIDES)}); "
                      "default: the profile's")
@@ -65,6 +69,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_models(args: argparse.Namespace) -> int:
+    if getattr(args, "search_space", False):
+        from bench.tuning import search_space_lines
+
+        for spec in known_models():
+            print("\n".join(search_space_lines(spec)))
+        print("updates: optimizer updates per trial, a share of `bench tune --update-cap` (the same cap for every "
+              "model), turned into epochs by the model's schedule")
+        return 0
     for spec in known_models():
         aliases = f" (also: {', '.join(spec.aliases)})" if spec.aliases else ""
         unpaired = "uses unpaired data" if spec.uses_unpaired else "pairs only"
@@ -109,7 +121,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", args.label):
         raise BenchError(f"--label '{args.label}': use letters, digits, '.', '+' and '-' only")
     cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile or dataset.default_profile,
-                        text_encoders, overrides, args.label, pool_variants)
+                        text_encoders, overrides, args.label, pool_variants, args.tuned_dir)
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, len(cells))))
     if args.threads is not None and jobs == 1 and args.executor == "local":
         import torch

@@ -1,0 +1,387 @@
+"""``bench tune``: every model tuned on the dev split with the same budget (Optuna).
+
+One study per (dataset, model, text encoder, paired fraction). Each has the same number of
+trials and the same cap on optimizer updates per trial (the ``updates`` key of a search space
+is a share of that cap, turned into epochs by the model's ``schedule``). A trial trains on the
+split file's paired set and unpaired pools (split seed ``--split-seed``), and its value is the
+best dev rsum over its epochs, the same selection `bench run` makes. The dev rsum of every epoch
+goes to the pruner, which stops trials that trail the median of earlier ones.
+
+The test split is never read: the workers get a :class:`TuningData` that holds the training
+subsets and the dev split only.
+
+Studies live in Optuna's RDB storage, a SQLite file in the run folder by default (any SQLAlchemy
+URL works, e.g. PostgreSQL for workers on several machines), so a killed ``bench tune`` resumes
+where it stopped and several processes can work on one study. A worker claims a trial under a
+lock in ``<out>/locks`` and holds a lock of its own for the trial while it trains; a trial left
+RUNNING by a process that died (its lock is free) is marked FAIL and replaced. When the studies
+are done, each best configuration is written with its trial table, budget and provenance to
+``<tuned dir>/<dataset>/<model>_<text encoder>_p<fraction>.json``, which ``bench run --profile
+tuned`` reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import config_to_dict
+from bench.data.types import Dataset, Split
+from bench.errors import BenchError
+from bench.io import atomic_write_text, sha256_file, to_json
+from bench.models import FitContext, PairedData, UnpairedData
+from bench.registry import ModelSpec
+from bench.search_space import UPDATES, describe_space, epochs_for
+from bench.splits import format_fraction
+
+TUNED_PROFILE = "tuned"
+DEFAULT_TUNED_DIR = Path("reports") / "tuning"
+STUDIES_FILE = "studies.db"
+
+
+# -- what a study is ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudySpec:
+    dataset: str
+    model: str
+    text_encoder: str | None
+    fraction: float
+    base_profile: str  # the profile a trial's settings start from
+    trials: int
+    update_cap: int
+    seed: int = 0  # of the split file and of the sampler
+
+    @property
+    def name(self) -> str:
+        text = f"_{self.text_encoder}" if self.text_encoder else ""
+        return f"{self.dataset}_{self.model}{text}_p{format_fraction(self.fraction)}"
+
+    def tuned_path(self, tuned_dir: Path) -> Path:
+        return tuned_file(tuned_dir, self.dataset, self.model, self.text_encoder, self.fraction)
+
+
+def tuned_file(tuned_dir: Path, dataset: str, model: str, text_encoder: str | None, fraction: float) -> Path:
+    text = f"_{text_encoder}" if text_encoder else ""
+    return Path(tuned_dir) / dataset / f"{model}{text}_p{format_fraction(fraction)}.json"
+
+
+@dataclass(frozen=True, eq=False)
+class TuningData:
+    """What a trial may read: the training subsets of one split and the dev split. No test split."""
+
+    paired: PairedData
+    unpaired: UnpairedData
+    dev: Split
+    split_file: str
+    split_sha256: str
+
+
+def trial_config(spec: ModelSpec, study: StudySpec, params: dict[str, Any], data: TuningData) -> tuple[Any, int | None]:
+    """The config a trial trains with and the updates it is allowed: the base profile with the
+    sampled settings, ``updates`` turned into epochs (and the lr drop at the profile's share of them)."""
+    settings = {k: str(v) for k, v in params.items() if k != UPDATES}
+    if study.text_encoder:
+        settings["text_encoder"] = study.text_encoder
+    config = spec.config_class.for_profile(study.base_profile, settings)
+    if UPDATES not in params:
+        return config, None
+    budget = params[UPDATES] * study.update_cap
+    model = spec.factory(config)
+    fixed, per_epoch = model.schedule(data.paired, data.unpaired)
+    if fixed + per_epoch > study.update_cap and getattr(config, "stage1_epochs", 0):
+        # a pre-training stage may not eat the whole cap: shorten it until one epoch fits
+        per_stage1 = fixed // config.stage1_epochs
+        stage1 = max(0, (study.update_cap - per_epoch) // max(1, per_stage1))
+        config = dataclasses.replace(config, stage1_epochs=min(config.stage1_epochs, stage1))
+        fixed, per_epoch = spec.factory(config).schedule(data.paired, data.unpaired)
+    epochs = epochs_for(budget, fixed, per_epoch)
+    base = spec.config_class.for_profile(study.base_profile)
+    decay = max(1, round(epochs * base.lr_decay_epoch / base.epochs))
+    config = dataclasses.replace(config, epochs=epochs, lr_decay_epoch=decay)
+    return config, fixed + per_epoch * epochs
+
+
+def config_from_dict(config_class: type, values: dict) -> Any:
+    """A config from its JSON form (lists back to tuples where the field is a tuple)."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise BenchError(f"{config_class.__name__} has no setting(s) {', '.join(unknown)}")
+    defaults = config_class()
+    converted = {k: tuple(v) if isinstance(getattr(defaults, k), tuple) and isinstance(v, list) else v
+                 for k, v in values.items()}
+    return config_class(**converted)
+
+
+# -- one trial ----------------------------------------------------------------------------------
+class _Pruned(Exception):
+    pass
+
+
+def run_trial(trial: Any, spec: ModelSpec, study: StudySpec, data: TuningData, workdir: Path, device) -> float:
+    """Train one trial on the training subsets, select on dev, return the best dev rsum."""
+    import optuna
+
+    from bench.training import seed_everything
+
+    params = {name: dist.suggest(trial, name) for name, dist in spec.config_class.SEARCH_SPACE.items()}
+    config, updates = trial_config(spec, study, params, data)
+    trial.set_user_attr("config", config_to_dict(config))
+    trial.set_user_attr("updates", updates)
+    reported = [0]
+
+    def progress(**fields: Any) -> None:
+        if "val_rsum" in fields and "epoch" in fields:  # one dev rsum per epoch (mine's stage 1 reports no rsum)
+            reported[0] += 1
+            trial.report(float(fields["val_rsum"]), step=reported[0])
+            if trial.should_prune():
+                raise _Pruned()
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    seed_everything(study.seed)
+    model = spec.factory(config)
+    context = FitContext(validation=data.dev, workdir=workdir, device=device, seed=study.seed, progress=progress)
+    try:
+        fit = model.fit(data.paired, data.unpaired, context)
+    except _Pruned:
+        raise optuna.TrialPruned() from None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    trial.set_user_attr("updates", fit.updates if fit.updates is not None else updates)
+    trial.set_user_attr("best_epoch", fit.best_epoch)
+    if not fit.validation_curve:  # a closed-form model: its one dev evaluation
+        from bench.metrics import evaluate_protocol
+
+        dev = data.dev
+        return evaluate_protocol(model.embed_images(dev.features), model.embed_captions(dev.captions),
+                                 dev.caption_to_image, "full").to_dict()["rsum"]
+    return max(point["val_rsum"] for point in fit.validation_curve)
+
+
+# -- workers --------------------------------------------------------------------------------------
+def open_study(study: StudySpec, storage: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=study.name, storage=storage, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=study.seed, n_startup_trials=min(8, max(1, study.trials // 3))),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2),
+    )
+
+
+def finished_trials(study) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def _claim(study_obj, study: StudySpec, locks: Path):
+    """Under the study's lock: fail trials a dead process left RUNNING, then ask for a new trial
+    unless the study has its trials (finished or running). Returns (trial, its lock) or None."""
+    from filelock import FileLock, Timeout
+    from optuna.trial import TrialState
+
+    with FileLock(str(locks / f"{study.name}.lock")):
+        running = 0
+        for frozen in study_obj.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            lock = FileLock(str(locks / f"{study.name}-trial{frozen.number}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                running += 1  # a live worker has it
+                continue
+            study_obj._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+            lock.release()
+        if len(finished_trials(study_obj)) + running >= study.trials:
+            return None
+        trial = study_obj.ask()
+        lock = FileLock(str(locks / f"{study.name}-trial{trial.number}.lock"))
+        lock.acquire()
+        return trial, lock
+
+
+def work(studies: list[StudySpec], specs: dict[str, ModelSpec], data: dict[tuple, TuningData], storage: str,
+         out: Path, device: str = "cpu", threads: int | None = None, worker: int = 0, quiet: bool = False) -> None:
+    """Run trials of ``studies`` in order until each has its trials (one worker; several may share)."""
+    import torch
+    from optuna.trial import TrialState
+
+    if threads:
+        torch.set_num_threads(threads)
+    say = print if quiet else _write
+    for study in studies:
+        study_obj = open_study(study, storage)
+        while True:
+            claimed = _claim(study_obj, study, out / "locks")
+            if claimed is None:
+                break
+            trial, lock = claimed
+            started = time.perf_counter()
+            try:
+                value = run_trial(trial, specs[study.model], study, data[(study.fraction,)],
+                                  out / "work" / f"{study.name}-trial{trial.number}-w{worker}", torch.device(device))
+            except Exception as error:  # noqa: BLE001 - a pruned or failed trial is told, the study goes on
+                import optuna
+
+                state = TrialState.PRUNED if isinstance(error, optuna.TrialPruned) else TrialState.FAIL
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+                if state == TrialState.FAIL:
+                    trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+                study_obj.tell(trial, state=state)
+                what = "pruned" if state == TrialState.PRUNED else f"failed ({type(error).__name__}: {error})"
+                say(f"{study.name} trial {trial.number}: {what} after {time.perf_counter() - started:.0f}s")
+            else:
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+                study_obj.tell(trial, value)
+                updates = trial.user_attrs.get("updates")
+                say(f"{study.name} trial {trial.number}: dev rsum {value:.1f}"
+                    f"{f' ({updates} updates)' if updates else ''} in {time.perf_counter() - started:.0f}s")
+            finally:
+                lock.release()
+
+
+def _write(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)
+
+
+def _work_in_process(args: tuple) -> None:
+    work(*args)
+
+
+# -- the driver --------------------------------------------------------------------------------------
+def tune(studies: list[StudySpec], specs: dict[str, ModelSpec], dataset: Dataset, out: Path, storage: str | None,
+         tuned_dir: Path, jobs: int = 1, threads: int | None = None, device: str = "cpu", quiet: bool = False,
+         splits_dir: Path | None = None) -> list[Path]:
+    """Run every study to its trials with ``jobs`` worker processes, then write the tuned files."""
+    from bench.runner import prepare_run_folder, subsets
+    from bench.splits import load_split
+
+    prepare_run_folder(out)
+    storage = storage or f"sqlite:///{(out / STUDIES_FILE).resolve()}"
+    data: dict[tuple, TuningData] = {}
+    for fraction in sorted({s.fraction for s in studies}):
+        split, split_file = load_split(dataset, fraction, studies[0].seed, "overlap", splits_dir)
+        paired, unpaired = subsets(dataset, split)
+        data[(fraction,)] = TuningData(paired, unpaired, dataset.dev, str(split_file), split.sha256)
+    from bench.nn.text import text_side
+
+    for name in sorted({s.text_encoder for s in studies} - {None}):  # once, not in every worker; never test
+        text_side(name).warm([c for split in (dataset.train, dataset.dev) for c in split.captions], not quiet)
+    for study in studies:  # create them here, so a bad storage URL fails before any worker starts
+        open_study(study, storage)
+    if jobs <= 1:
+        work(studies, specs, data, storage, out, device, threads, 0, quiet)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [pool.submit(_work_in_process, (studies, specs, data, storage, out, device, threads, w, True))
+                       for w in range(jobs)]
+            for future in futures:
+                future.result()
+    return [write_tuned_file(study, storage, data[(study.fraction,)], dataset, tuned_dir, specs[study.model], device)
+            for study in studies]
+
+
+def trial_table(study_obj) -> list[dict]:
+    rows = []
+    for t in study_obj.get_trials(deepcopy=False):
+        rows.append({"number": t.number, "state": t.state.name, "dev_rsum": t.value,
+                     "params": t.params, "updates": t.user_attrs.get("updates"),
+                     "epochs": (t.user_attrs.get("config") or {}).get("epochs"),
+                     "seconds": t.user_attrs.get("seconds"), "error": t.user_attrs.get("error")})
+    return rows
+
+
+def write_tuned_file(study: StudySpec, storage: str, data: TuningData, dataset: Dataset, tuned_dir: Path,
+                     spec: ModelSpec, device: str = "cpu") -> Path:
+    """The best trial's configuration with the trial table, the budget and provenance."""
+    import torch
+    from optuna.trial import TrialState
+
+    from bench.provenance import environment
+
+    study_obj = open_study(study, storage)
+    complete = [t for t in study_obj.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise BenchError(f"study {study.name} has no completed trial (all pruned or failed); see {storage}")
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    table = trial_table(study_obj)
+    spent = [r for r in table if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
+    payload = {
+        "profile": TUNED_PROFILE,
+        "dataset": study.dataset, "model": study.model, "text_encoder": study.text_encoder,
+        "fraction": study.fraction,
+        "config": best.user_attrs["config"],
+        "best": {"trial": best.number, "dev_rsum": best.value, "params": best.params,
+                 "updates": best.user_attrs.get("updates")},
+        "budget": {"trials": study.trials, "update_cap": study.update_cap, "trials_spent": len(spent),
+                   "trials_pruned": sum(r["state"] == "PRUNED" for r in table),
+                   "trials_failed": sum(r["state"] == "FAIL" for r in table),
+                   "wall_s": round(sum(r["seconds"] or 0 for r in table), 1),
+                   "base_profile": study.base_profile},
+        "method": {"sampler": f"TPE (seed {study.seed})", "pruner": "median (4 startup trials, 2 warm-up epochs)",
+                   "objective": "best dev rsum over the trial's epochs (test split never read)",
+                   "search_space": dict(describe_space(spec.config_class.SEARCH_SPACE))},
+        "data": {"dataset": dataset.name, "ids_sha256": dataset.ids_sha256, "content_sha256": dataset.content_sha256,
+                 "split_file": data.split_file, "split_sha256": data.split_sha256},
+        "study": {"name": study.name, "storage": _public_url(storage)},
+        "provenance": environment(torch.device(device)),
+        "trials": table,
+    }
+    path = study.tuned_path(tuned_dir)
+    atomic_write_text(path, to_json(payload))
+    return path
+
+
+def _public_url(url: str) -> str:
+    """A storage URL without its password."""
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", url)
+
+
+# -- reading a tuned profile -----------------------------------------------------------------------
+def tuned_config(spec: ModelSpec, dataset: str, text_encoder: str | None, fraction: float,
+                 tuned_dir: Path | None = None, overrides: dict[str, str] | None = None) -> tuple[Any, dict]:
+    """The tuned config for this cell and where it came from. A fraction without its own file takes
+    the nearest tuned fraction's (the record says which); none at all is a clear error."""
+    from bench.config import apply_overrides
+    from bench.io import read_json_file
+
+    tuned_dir = Path(tuned_dir or DEFAULT_TUNED_DIR)
+    pattern = f"{spec.name}_{text_encoder}_p*.json" if text_encoder else f"{spec.name}_p*.json"
+    found = {}
+    for path in sorted((tuned_dir / dataset).glob(pattern)):
+        data = read_json_file(path, "tuned profile")
+        if isinstance(data, dict) and data.get("model") == spec.name and data.get("text_encoder") == text_encoder:
+            found[float(data["fraction"])] = (path, data)
+    if not found:
+        text = f" --text-encoders {text_encoder}" if text_encoder else ""
+        raise BenchError(f"no tuned profile for {spec.name}{f' ({text_encoder})' if text_encoder else ''} on "
+                         f"{dataset} in {tuned_dir / dataset}; make one with `bench tune --dataset {dataset} "
+                         f"--models {spec.name}{text} --fractions {format_fraction(fraction)}`")
+    nearest = min(found, key=lambda f: (abs(f - fraction), f))
+    path, data = found[nearest]
+    config = apply_overrides(config_from_dict(spec.config_class, data["config"]), overrides or {})
+    source = {"file": str(path), "sha256": sha256_file(path), "tuned_fraction": nearest,
+              "trials_spent": data["budget"]["trials_spent"], "update_cap": data["budget"]["update_cap"],
+              "tuning_wall_s": data["budget"]["wall_s"]}
+    return config, source
+
+
+def search_space_lines(spec: ModelSpec) -> list[str]:
+    space = getattr(spec.config_class, "SEARCH_SPACE", {})
+    if not space:
+        return [f"{spec.name}: no search space"]
+    return [f"{spec.name}.{name}: {text}" for name, text in describe_space(space)]
+
