@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.io import json_type, read_json_file
+from bench.stats import RunRanks, bootstrap_delta
 
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 RECALLS = METRICS[:-1]
@@ -124,6 +125,12 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         data = r.get("data") or {}
         row["unpaired_images"], row["unpaired_captions"] = data.get("unpaired_images"), data.get("unpaired_captions")
         row["uses_unpaired"] = bool(r.get("uses_unpaired", True))
+        row["_ranks"] = RunRanks.from_record(r)
+        training, tuned = r.get("training") or {}, (r.get("provenance") or {}).get("tuned_profile") or {}
+        row["updates"] = training.get("updates")
+        row["fit_s"] = (r.get("timing") or {}).get("fit_s")
+        row["tuning_trials"] = tuned.get("trials_spent")
+        row["tuning_s"] = tuned.get("tuning_wall_s")
         row.update({m: r["metrics"][m] for m in METRICS})
         row["protocol"] = r.get("protocol", "full")
         rows.append(row)
@@ -241,11 +248,25 @@ def row_names(table: pd.DataFrame) -> list[str]:
     return names
 
 
-def comparison_table(table: pd.DataFrame, focus: str) -> pd.DataFrame:
+def _runs_of(frame: pd.DataFrame | None, row: pd.Series) -> list[RunRanks] | None:
+    """The test ranks of every run in ``row``'s group, or None when a run lacks them."""
+    if frame is None or "_ranks" not in frame:
+        return None
+    frame = frame.assign(**{c: v for c, v in {"extras": "", "unpaired_fraction": 100.0}.items() if c not in frame})
+    mask = np.ones(len(frame), dtype=bool)
+    for column in GROUP:
+        mask &= (frame[column] == row[column]).to_numpy()
+    runs = list(frame.loc[mask, "_ranks"])
+    return runs if runs and all(r is not None for r in runs) else None
+
+
+def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """``focus`` against the best other row at each (dataset, policy, fraction), in rsum and in retention.
 
     ``focus`` is a row name as :func:`row_names` writes it, or its leading part (``mine`` or
     ``mine (minilm)``) when that picks out one row group. Positive differences favour ``focus``.
+    With the per-run records (``frame``) whose test ranks are kept, Δ rsum gets a 95 % interval
+    from :func:`bench.stats.bootstrap_delta` and a column saying whether it excludes 0.
     """
     table = table.assign(_name=row_names(table))
     names = sorted(set(table["_name"]))
@@ -266,6 +287,13 @@ def comparison_table(table: pd.DataFrame, focus: str) -> pd.DataFrame:
         row = {"Dataset": dataset, "Policy": policy, "Paired %": f"{fraction:g}", f"{focus_name} rsum": f"{m['rsum']:.1f}",
                "best other (rsum)": best_rsum["_name"], "its rsum": f"{best_rsum['rsum']:.1f}",
                "Δ rsum": f"{m['rsum'] - best_rsum['rsum']:+.1f}"}
+        first, second = _runs_of(frame, m), _runs_of(frame, best_rsum)
+        if first and second:
+            interval = bootstrap_delta(first, second)
+            row["Δ rsum 95 % CI"] = f"[{interval['low']:+.1f}, {interval['high']:+.1f}]"
+            row["CI excludes 0"] = "yes" if interval["excludes_zero"] else "no"
+        elif frame is not None:
+            row["Δ rsum 95 % CI"], row["CI excludes 0"] = "n/a (records without test ranks)", ""
         kept = others.dropna(subset=["retention"])
         if fraction != 100 and not np.isnan(m["retention"]) and not kept.empty:
             best_kept = kept.loc[kept["retention"].idxmax()]
@@ -280,6 +308,24 @@ def comparison_table(table: pd.DataFrame, focus: str) -> pd.DataFrame:
         if out[column].nunique() == 1:
             out = out.drop(columns=column)
     return out
+
+
+def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Per row group: mean updates, mean training seconds, and the tuning trials and seconds behind it."""
+    if "updates" not in frame or frame["updates"].isna().all():
+        return None
+    frame = frame.assign(**{c: v for c, v in {"extras": "", "unpaired_fraction": 100.0}.items() if c not in frame})
+    names = dict(zip(map(tuple, frame[GROUP[:-1]].astype(str).to_numpy()), row_names(frame)))
+    rows = []
+    for key, group in frame.groupby(GROUP[:-1], sort=False, dropna=False):
+        updates = pd.to_numeric(group["updates"], errors="coerce")
+        rows.append({"Row": names[tuple(map(str, key))],
+                     "updates per run": "" if updates.isna().all() else f"{updates.mean():.0f}",
+                     "train s per run": f"{pd.to_numeric(group['fit_s'], errors='coerce').mean():.0f}",
+                     "tuning trials": "" if group["tuning_trials"].isna().all() else
+                     ", ".join(sorted({f"{int(t)}" for t in group["tuning_trials"].dropna()})),
+                     "tuning s": "" if group["tuning_s"].isna().all() else f"{group['tuning_s'].dropna().max():.0f}"})
+    return pd.DataFrame(rows).drop_duplicates()
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -307,12 +353,12 @@ def load_reference(path: Path) -> pd.DataFrame:
 
 
 def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None, compare: str | None = None,
-           latency: dict | None = None) -> str:
+           latency: dict | None = None, frame: pd.DataFrame | None = None) -> str:
     from tabulate import tabulate
 
     if fmt not in FORMATS:
         raise BenchError(f"unknown report format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    comparison = comparison_table(table, compare) if compare else None
+    comparison = comparison_table(table, compare, frame) if compare else None
     if fmt == "json":
         rows = table.replace({np.nan: None}).to_dict(orient="records")
         if reference is not None:
@@ -339,6 +385,16 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
         if fmt in ("markdown", "github"):
             text += ("\n\n- Δ: the compared row minus the best other row at that fraction (best in rsum, and "
                      "separately best in retention); positive favours the compared row.")
+            if "Δ rsum 95 % CI" in comparison:
+                text += ("\n- 95 % CI: paired percentile bootstrap of Δ rsum, 1,000 resamples (seed 0) of the test "
+                         "images, each with its captions, drawn alike for both rows, and of each row's seeds "
+                         "(bench/stats.py); 'yes' when the interval excludes 0.")
+    budget = budget_table(frame) if frame is not None and fmt in ("markdown", "github") else None
+    if budget is not None:
+        text += "\n\n" + tabulate(budget, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
+        text += ("\n\n- budget: optimizer updates of the model's weights per run (mean over the rows' runs), training "
+                 "wall time per run, and for --profile tuned rows the `bench tune` trials and wall time spent on the "
+                 "tuned file they used.")
     return text + "\n"
 
 

@@ -151,9 +151,16 @@ def subsets(dataset: Dataset, split: PairingSplit, pools: PoolSpec = PoolSpec())
     )
 
 
-def test_metrics(model, test: Split, protocols: list[str]) -> dict[str, dict[str, float]]:
+def test_metrics(model, test: Split, protocols: list[str], ranks_out: dict | None = None) -> dict[str, dict[str, float]]:
+    """The metrics of every protocol on the test split; with ``ranks_out``, also the per-query ranks on
+    the whole test split (``bench.stats.ranks_payload``: what a bootstrap over test images needs)."""
     images = model.embed_images(test.features)
     captions = model.embed_captions(test.captions)
+    if ranks_out is not None:
+        from bench.metrics import ranks
+        from bench.stats import ranks_payload
+
+        ranks_out.update(ranks_payload(*ranks(images, captions, test.caption_to_image), test.caption_to_image))
     return {p: evaluate_protocol(images, captions, test.caption_to_image, p).to_dict() for p in protocols}
 
 
@@ -304,11 +311,13 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit,
         record["training"] = dataclasses.asdict(fit)
         record["model"] = model.describe()
         t = time.perf_counter()
-        by_protocol = test_metrics(model, dataset.test, list(dataset.protocols))
+        test_ranks: dict = {}
+        by_protocol = test_metrics(model, dataset.test, list(dataset.protocols), test_ranks)
         timing["evaluate_s"] = time.perf_counter() - t
         record["metrics_by_protocol"] = by_protocol
         record["protocol"] = next(iter(by_protocol))
         record["metrics"] = by_protocol[record["protocol"]]
+        record["test_ranks"] = test_ranks
         record["status"] = "ok"
     except (BenchError, Exception) as error:  # noqa: BLE001 - a failed cell is recorded, the grid goes on
         record["error"] = {"type": type(error).__name__, "message": str(error),

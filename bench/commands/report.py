@@ -91,10 +91,11 @@ def report_command(args: argparse.Namespace) -> int:
         note = f" ({left_out_note(left_out)})" if left_out else ""
         raise BenchError(f"no finished records found in {', '.join(map(str, runs))}{note}; run `bench run` first "
                          "(or check the folder)")
-    table = summary_table(records_frame(records))
+    frame = records_frame(records)
+    table = summary_table(frame)
     reference = load_reference(args.reference) if args.reference else None
     latency = load_latency(args.latency) if args.latency else None
-    text = render(table, args.format, reference, args.compare, latency)
+    text = render(table, args.format, reference, args.compare, latency, frame)
     if saved_table is not None:
         write_output(saved_table, lambda: atomic_write_text(saved_table, text), "report")
     if args.output:
