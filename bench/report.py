@@ -131,6 +131,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row["fit_s"] = (r.get("timing") or {}).get("fit_s")
         row["tuning_trials"] = tuned.get("trials_spent")
         row["tuning_s"] = tuned.get("tuning_wall_s")
+        row["tuning_file"] = tuned.get("file")
         row.update({m: r["metrics"][m] for m in METRICS})
         row["protocol"] = r.get("protocol", "full")
         rows.append(row)
@@ -312,7 +313,7 @@ def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None
 
 def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Per row group: mean updates, mean training seconds, and the tuning trials and seconds behind it."""
-    if "updates" not in frame or frame["updates"].isna().all():
+    if "updates" not in frame or (frame["updates"].isna().all() and frame["tuning_trials"].isna().all()):
         return None
     frame = frame.assign(**{c: v for c, v in {"extras": "", "unpaired_fraction": 100.0}.items() if c not in frame})
     names = dict(zip(map(tuple, frame[GROUP[:-1]].astype(str).to_numpy()), row_names(frame)))
@@ -324,7 +325,9 @@ def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
                      "train s per run": f"{pd.to_numeric(group['fit_s'], errors='coerce').mean():.0f}",
                      "tuning trials": "" if group["tuning_trials"].isna().all() else
                      ", ".join(sorted({f"{int(t)}" for t in group["tuning_trials"].dropna()})),
-                     "tuning s": "" if group["tuning_s"].isna().all() else f"{group['tuning_s'].dropna().max():.0f}"})
+                     "tuned files": "" if group["tuning_file"].isna().all() else f"{group['tuning_file'].nunique()}",
+                     "tuning s": "" if group["tuning_s"].isna().all() else
+                     f"{group.drop_duplicates('tuning_file')['tuning_s'].sum():.0f}"})
     return pd.DataFrame(rows).drop_duplicates()
 
 
@@ -393,8 +396,8 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
     if budget is not None:
         text += "\n\n" + tabulate(budget, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
         text += ("\n\n- budget: optimizer updates of the model's weights per run (mean over the rows' runs), training "
-                 "wall time per run, and for --profile tuned rows the `bench tune` trials and wall time spent on the "
-                 "tuned file they used.")
+                 "wall time per run, and for --profile tuned rows the `bench tune` trials per study, the tuned files "
+                 "the row's runs used and the tuning wall time summed over those files.")
     return text + "\n"
 
 
