@@ -157,3 +157,28 @@ def test_benchmark_latency_measures_every_column(tmp_path, capsys):
     from bench.latency import LATENCY_FIELDS
 
     assert all(r[k] > 0 for r in rows for k in LATENCY_FIELDS)
+
+
+def test_compare_gives_a_bootstrap_interval_from_the_records_test_ranks(small_synthetic, small_splits, tmp_path,
+                                                                       capsys):
+    import torch
+
+    from bench.registry import get_model_spec
+    from bench.runner import build_cells, run_grid
+
+    spec = get_model_spec("cca")
+    cells = build_cells("synthetic", [spec], [50, 10], [0, 1], "overlap", "cpu", None, {})
+    cells += build_cells("synthetic", [spec], [50, 10], [0, 1], "overlap", "cpu", None, {"cca": {"dim": "8"}},
+                         label="small")
+    run_grid(cells, {"cca": spec}, small_synthetic, tmp_path / "run", torch.device("cpu"), quiet=True,
+             splits_dir=small_splits)
+    assert main(["report", str(tmp_path / "run"), "--compare", "cca", "--no-save"]) == 0
+    out = capsys.readouterr().out
+    assert "Δ rsum 95 % CI" in out and "paired percentile bootstrap" in out
+    # the interval brackets the point difference
+    frame = records_frame(load_records([tmp_path / "run"]))
+    from bench.report import comparison_table
+
+    compared = comparison_table(summary_table(frame), "cca", frame).iloc[0]
+    low, high = (float(x) for x in compared["Δ rsum 95 % CI"].strip("[]").split(","))
+    assert low <= float(compared["Δ rsum"]) <= high
