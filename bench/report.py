@@ -162,9 +162,9 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         for key, row_rsum in zip(keys, table["rsum"])
     ]
     table["_order"] = table["model"].map(MODEL_ORDER).fillna(99)
-    table = table.sort_values(["dataset", "policy", "profile", "_order", "model", "text_encoder", "label", "extras",
+    table = table.sort_values(["dataset", "profile", "_order", "model", "text_encoder", "label", "policy", "extras",
                                "unpaired_fraction", "fraction"],
-                              ascending=[True, True, True, True, True, True, True, True, False, False])
+                              ascending=[True, True, True, True, True, True, False, True, False, False])
     return table.drop(columns="_order").reset_index(drop=True)
 
 
@@ -312,23 +312,29 @@ def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None
 
 
 def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Per row group: mean updates, mean training seconds, and the tuning trials and seconds behind it."""
+    """Per row and paired fraction: mean optimizer updates and training seconds per run, and the
+    `bench tune` trials and wall time behind a tuned row (summed over the tuned files it used)."""
     if "updates" not in frame or (frame["updates"].isna().all() and frame["tuning_trials"].isna().all()):
         return None
     frame = frame.assign(**{c: v for c, v in {"extras": "", "unpaired_fraction": 100.0}.items() if c not in frame})
-    names = dict(zip(map(tuple, frame[GROUP[:-1]].astype(str).to_numpy()), row_names(frame)))
+    frame = frame.assign(_name=row_names(frame))
+    if frame["policy"].nunique() > 1:
+        frame["_name"] = frame["_name"] + " (" + frame["policy"] + ")"
     rows = []
-    for key, group in frame.groupby(GROUP[:-1], sort=False, dropna=False):
+    for (name, fraction), group in frame.groupby(["_name", "fraction"], sort=False):
         updates = pd.to_numeric(group["updates"], errors="coerce")
-        rows.append({"Row": names[tuple(map(str, key))],
-                     "updates per run": "" if updates.isna().all() else f"{updates.mean():.0f}",
+        rows.append({"_order": (MODEL_ORDER.get(group["model"].iloc[0], 99), name, -fraction),
+                     "Row": name, "Paired %": f"{fraction:g}",
+                     "updates per run": "" if updates.isna().all() else
+                     (f"{updates.mean():.0f}" if updates.notna().all() else "n/a (older records)"),
                      "train s per run": f"{pd.to_numeric(group['fit_s'], errors='coerce').mean():.0f}",
                      "tuning trials": "" if group["tuning_trials"].isna().all() else
                      ", ".join(sorted({f"{int(t)}" for t in group["tuning_trials"].dropna()})),
-                     "tuned files": "" if group["tuning_file"].isna().all() else f"{group['tuning_file'].nunique()}",
+                     "tuned at %": "" if group["tuning_file"].isna().all() else
+                     ", ".join(sorted({Path(f).stem.rsplit("_p", 1)[-1] for f in group["tuning_file"].dropna()})),
                      "tuning s": "" if group["tuning_s"].isna().all() else
                      f"{group.drop_duplicates('tuning_file')['tuning_s'].sum():.0f}"})
-    return pd.DataFrame(rows).drop_duplicates()
+    return pd.DataFrame(sorted(rows, key=lambda row: row["_order"])).drop(columns="_order")
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -396,8 +402,8 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
     if budget is not None:
         text += "\n\n" + tabulate(budget, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
         text += ("\n\n- budget: optimizer updates of the model's weights per run (mean over the rows' runs), training "
-                 "wall time per run, and for --profile tuned rows the `bench tune` trials per study, the tuned files "
-                 "the row's runs used and the tuning wall time summed over those files.")
+                 "wall time per run; for --profile tuned rows, the `bench tune` trials of the study whose file the "
+                 "runs used, the fraction it was tuned at, and that study's wall time.")
     return text + "\n"
 
 
