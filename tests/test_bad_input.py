@@ -420,3 +420,8 @@ def test_non_finite_precomp_features_name_the_image(small_synthetic, tmp_path, c
     np.save(ims, features)
     image_id = small_synthetic.test.image_ids[7]
     refused(capsys, ["data", "info", "precomp", "--root", tmp_path / "precomp"], f"test image {image_id} ", "NaN")
+
+
+def test_benchmark_train_refuses_too_few_steps(capsys):
+    assert main(["benchmark", "train", "--steps", "1"]) == 2
+    assert "--steps 1: give at least 2" in capsys.readouterr().err

@@ -24,6 +24,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     latency.add_argument("--repeats", type=int, default=20, help="timed calls per measurement; the median counts")
     latency.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     latency.set_defaults(func=latency_command)
+    train = sub.add_parser("train", help="training steps/s of each model's loop (paper profile, GRU text) vs a plain "
+                           "VSE++ step of the same sizes on the same batches, same run")
+    train.add_argument("--models", default="vse,jwae,mine", help="comma-separated models (default vse,jwae,mine)")
+    train.add_argument("--steps", type=int, default=40, help="timed steps per model (default 40)")
+    train.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    train.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    train.set_defaults(func=train_command)
 
 
 def metrics_command(args: argparse.Namespace) -> int:
@@ -74,3 +81,29 @@ def latency_table(rows: list[dict]) -> str:
     body = [[r["model"], r["text_encoder"], r["embedding_dim"],
              *(f"{r[k]:.2f}" if k in r else "" for k in LATENCY_FIELDS)] for r in rows]
     return tabulate(body, headers=headers, tablefmt="github")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    import torch
+    from tabulate import tabulate
+
+    from bench.errors import BenchError
+    from bench.provenance import resolve_device
+    from bench.registry import parse_model_names
+    from bench.throughput import measure
+
+    if args.steps < 2:
+        raise BenchError(f"--steps {args.steps}: give at least 2")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"timing {args.steps} steps per model on {device} ({torch.get_num_threads()} torch threads)…",
+          file=sys.stderr, flush=True)
+    rows = measure(parse_model_names(args.models), device, args.steps)
+    print(tabulate([[r["model"], r["embed_size"], r["batch_size"], f"{r['model_steps_per_s']:.2f}",
+                     f"{r['plain_vse_steps_per_s']:.2f}", f"{r['ratio']:.2f}x"] for r in rows],
+                   headers=["model", "size", "batch", "model steps/s", "plain VSE++ steps/s", "ratio"],
+                   tablefmt="github"))
+    print("ratio: the model's own training steps per second over a plain VSE++ step on the same batches "
+          "(1.0 = no overhead; jwae and mine do more work per paired batch by design)")
+    return 0
