@@ -479,8 +479,9 @@ def plot_pools(table: pd.DataFrame, path: Path) -> Path:
     """rsum against the size of the unpaired caption pool, one panel per paired fraction.
 
     A model that uses unpaired data is a line over its shares of the pool (``--unpaired-fractions``)
-    and a separate marker for each other pool (``disjoint``, an extra source); a model that reads
-    only the pairs is a dashed horizontal line at its rsum.
+    and a marker for each other pool (a diamond for ``disjoint``, a square for an extra source);
+    labelled variants are hollow, dotted; a model that reads only the pairs is a dashed horizontal
+    line at its rsum.
     """
     import io
 
@@ -499,20 +500,26 @@ def plot_pools(table: pd.DataFrame, path: Path) -> Path:
     for ax, fraction in zip(axes.flat, fractions):
         here = named[named["fraction"] == fraction]
         flat = set(here.loc[~here["uses_unpaired"].astype(bool), "_name"]) if "uses_unpaired" in here else set()
+        drawn_flat: set[str] = set()
         for name, group in here.groupby("_name", sort=False):
             colour = colours.setdefault(group["model"].iloc[0], f"C{len(colours)}")
-            x = group["unpaired_captions"].astype(float) / 1000
-            std = group["rsum_std"].fillna(0)
-            if name in flat:
-                ax.axhline(group["rsum"].mean(), color=colour, linestyle="--", alpha=0.7, label=name)
+            if name in flat:  # pairs only: the pools change nothing, so one line per model
+                base = name.split(" (disjoint)")[0].split(" (overlap)")[0]
+                if base not in drawn_flat:
+                    drawn_flat.add(base)
+                    ax.axhline(group["rsum"].mean(), color=colour, linestyle="--", alpha=0.7,
+                               label=f"{base} (pairs only)")
                 continue
-            order = np.argsort(x.to_numpy())
-            marker = "o" if len(group) > 1 else ("s" if "+" in name else "^")
-            ax.errorbar(x.to_numpy()[order], group["rsum"].to_numpy()[order], yerr=std.to_numpy()[order],
-                        color=colour, marker=marker, markersize=8, linestyle="-" if len(group) > 1 else "none",
-                        capsize=3, label=name)
+            x = group["unpaired_captions"].astype(float).to_numpy() / 1000
+            order = np.argsort(x)
+            y, std = group["rsum"].to_numpy()[order], group["rsum_std"].fillna(0).to_numpy()[order]
+            marker = "s" if group["extras"].iloc[0] else ("D" if group["policy"].iloc[0] == "disjoint" else "o")
+            labelled = bool(group["label"].iloc[0])
+            ax.errorbar(x[order], y, yerr=std, color=colour, marker=marker, markersize=8, capsize=3, label=name,
+                        linestyle=(":" if labelled else "-") if len(group) > 1 else "none",
+                        markerfacecolor="white" if labelled else colour)
             if len(group) > 1:
-                for xi, yi, share in zip(x, group["rsum"], group["unpaired_fraction"]):
+                for xi, yi, share in zip(x[order], y, group["unpaired_fraction"].to_numpy()[order]):
                     ax.annotate(f"{share:g}%", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
         ax.set_title(f"{fraction:g} % of training images paired")
         ax.set_xlabel("unpaired captions in the pool (thousands)")
