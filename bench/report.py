@@ -8,6 +8,7 @@ come from a CSV and are labelled as such, so they are never mistaken for our run
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -493,7 +494,7 @@ def plot_pools(table: pd.DataFrame, path: Path) -> Path:
     from bench.io import atomic_write_bytes
 
     fractions = sorted(table["fraction"].unique(), reverse=True)
-    fig, axes = plt.subplots(1, len(fractions), figsize=(6.5 * len(fractions), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(6.5 * len(fractions), 6), squeeze=False)
     named = table.assign(_name=[n.split(" u")[0] if " u" in n and n.endswith("%") else n for n in row_names(table)])
     named["_name"] = [n + ("" if p == "overlap" else f" ({p})") for n, p in zip(named["_name"], named["policy"])]
     colours: dict[str, str] = {}
@@ -525,9 +526,14 @@ def plot_pools(table: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("unpaired captions in the pool (thousands)")
         ax.set_ylabel("rsum (test)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    legend: dict = {}  # one legend for all panels, below them, so it covers no point
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(4, max(1, len(legend))), fontsize=8)
     fig.suptitle("Retrieval against the unpaired pool (shares of the pool: % beside the points)")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    rows = math.ceil(len(legend) / 4)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * rows, 1, 0.94))
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)
