@@ -141,10 +141,16 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_pool_defaults(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the pool columns a frame built by hand (or from old records) may lack: all of the
+    unpaired pools, no extra source."""
+    defaults = {"extras": "", "unpaired_fraction": 100.0}
+    return frame.assign(**{column: value for column, value in defaults.items() if column not in frame})
+
+
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, model, text encoder, profile, policy, fraction): mean, std, seeds, retention."""
-    defaults = {"extras": "", "unpaired_fraction": 100.0}  # frames built without the pool fields
-    frame = frame.assign(**{column: value for column, value in defaults.items() if column not in frame})
+    frame = with_pool_defaults(frame)
     grouped = frame.groupby(GROUP, dropna=False)
     table = grouped[METRICS].mean()
     std = grouped[METRICS].std(ddof=1).add_suffix("_std")
@@ -254,7 +260,7 @@ def _runs_of(frame: pd.DataFrame | None, row: pd.Series) -> list[RunRanks] | Non
     """The test ranks of every run in ``row``'s group, or None when a run lacks them."""
     if frame is None or "_ranks" not in frame:
         return None
-    frame = frame.assign(**{c: v for c, v in {"extras": "", "unpaired_fraction": 100.0}.items() if c not in frame})
+    frame = with_pool_defaults(frame)
     mask = np.ones(len(frame), dtype=bool)
     for column in GROUP:
         mask &= (frame[column] == row[column]).to_numpy()
@@ -317,7 +323,7 @@ def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     `bench tune` trials and wall time behind a tuned row (summed over the tuned files it used)."""
     if "updates" not in frame or (frame["updates"].isna().all() and frame["tuning_trials"].isna().all()):
         return None
-    frame = frame.assign(**{c: v for c, v in {"extras": "", "unpaired_fraction": 100.0}.items() if c not in frame})
+    frame = with_pool_defaults(frame)
     frame = frame.assign(_name=row_names(frame))
     if frame["policy"].nunique() > 1:
         frame["_name"] = frame["_name"] + " (" + frame["policy"] + ")"
