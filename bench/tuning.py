@@ -3,7 +3,7 @@
 One study per (dataset, model, text encoder, paired fraction). Each has the same number of
 trials and the same cap on optimizer updates per trial (the ``updates`` key of a search space
 is a share of that cap, turned into epochs by the model's ``schedule``). A trial trains on the
-split file's paired set and unpaired pools (split seed ``--split-seed``), and its value is the
+split file's paired set and unpaired pools (split seed ``--seed``), and its value is the
 best dev rsum over its epochs, the same selection `bench run` makes. The dev rsum of every epoch
 goes to the pruner, which stops trials that trail the median of earlier ones.
 
@@ -57,8 +57,7 @@ class StudySpec:
 
     @property
     def name(self) -> str:
-        text = f"_{self.text_encoder}" if self.text_encoder else ""
-        return f"{self.dataset}_{self.model}{text}_p{format_fraction(self.fraction)}"
+        return f"{self.dataset}_{self.tuned_path(Path()).stem}"
 
     def tuned_path(self, tuned_dir: Path) -> Path:
         return tuned_file(tuned_dir, self.dataset, self.model, self.text_encoder, self.fraction)
@@ -205,7 +204,7 @@ def _claim(study_obj, study: StudySpec, locks: Path):
         return trial, lock
 
 
-def work(studies: list[StudySpec], specs: dict[str, ModelSpec], data: dict[tuple, TuningData], storage: str,
+def work(studies: list[StudySpec], specs: dict[str, ModelSpec], data: dict[float, TuningData], storage: str,
          out: Path, device: str = "cpu", threads: int | None = None, worker: int = 0, quiet: bool = False) -> None:
     """Run trials of ``studies`` in order until each has its trials (one worker; several may share)."""
     import torch
@@ -223,7 +222,7 @@ def work(studies: list[StudySpec], specs: dict[str, ModelSpec], data: dict[tuple
             trial, lock = claimed
             started = time.perf_counter()
             try:
-                value = run_trial(trial, specs[study.model], study, data[(study.fraction,)],
+                value = run_trial(trial, specs[study.model], study, data[study.fraction],
                                   out / "work" / f"{study.name}-trial{trial.number}-w{worker}", torch.device(device))
             except Exception as error:  # noqa: BLE001 - a pruned or failed trial is told, the study goes on
                 import optuna
@@ -265,11 +264,11 @@ def tune(studies: list[StudySpec], specs: dict[str, ModelSpec], dataset: Dataset
 
     prepare_run_folder(out)
     storage = storage or f"sqlite:///{(out / STUDIES_FILE).resolve()}"
-    data: dict[tuple, TuningData] = {}
+    data: dict[float, TuningData] = {}
     for fraction in sorted({s.fraction for s in studies}):
         split, split_file = load_split(dataset, fraction, studies[0].seed, "overlap", splits_dir)
         paired, unpaired = subsets(dataset, split)
-        data[(fraction,)] = TuningData(paired, unpaired, dataset.dev, str(split_file), split.sha256)
+        data[fraction] = TuningData(paired, unpaired, dataset.dev, str(split_file), split.sha256)
     from bench.nn.text import text_side
 
     for name in sorted({s.text_encoder for s in studies} - {None}):  # once, not in every worker; never test
@@ -288,7 +287,7 @@ def tune(studies: list[StudySpec], specs: dict[str, ModelSpec], dataset: Dataset
                        for w in range(jobs)]
             for future in futures:
                 future.result()
-    return [write_tuned_file(study, storage, data[(study.fraction,)], dataset, tuned_dir, specs[study.model], device)
+    return [write_tuned_file(study, storage, data[study.fraction], dataset, tuned_dir, specs[study.model], device)
             for study in studies]
 
 
