@@ -115,8 +115,9 @@ class JWAEConfig(TrainingConfig):
         "cpu": {**CPU_PROFILE, "image_decoder_hidden": (512, 512), "decoder_word_dim": 256, "decoder_hidden": 256,
                 "sentence_decoder_hidden": 512},
     }
-    # quick (the default on the embedded synthetic data): the cpu profile for half the epochs
-    PROFILES["quick"] = {**PROFILES["cpu"], "epochs": 6, "lr_decay_epoch": 4}
+    # quick (the default on the embedded synthetic data): the cpu profile for half the epochs,
+    # counted in epochs of that small data
+    PROFILES["quick"] = {**PROFILES["cpu"], "updates": 0, "epochs": 6, "lr_decay_epoch": 4}
     # vse's space plus the loss weights around their defaults (text_rec_weight acts with gru text,
     # sentence_rec_weight with minilm; the other one is inert in a study)
     SEARCH_SPACE: ClassVar[dict] = {**VSEConfig.SEARCH_SPACE, "image_rec_weight": LogUniform(0.005, 0.5),
@@ -307,7 +308,7 @@ class JWAEModel(EmbeddingModel):
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> FitResult:
-        cfg: JWAEConfig = self.config
+        cfg: JWAEConfig = self.settle_schedule(paired, unpaired)
         self.setup(paired, unpaired, context)
         steps = self.steps_per_epoch
 

@@ -17,6 +17,7 @@ A subclass implements ``fit`` and two per-batch encoders, :meth:`encode_images` 
 from __future__ import annotations
 
 import abc
+import dataclasses
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -27,6 +28,7 @@ from torch import nn
 from bench.data.types import Split
 from bench.errors import BenchError
 from bench.models import FitContext, PairedData, RetrievalModel, UnpairedData
+from bench.search_space import epochs_for
 from bench.nn.text import SentenceVectors, TextSide, TokenizedCaptions, text_side
 from bench.training import seed_everything
 
@@ -84,6 +86,30 @@ class EmbeddingModel(RetrievalModel):
         ``epochs`` loop (e.g. a pre-training stage) and in each of its epochs. `bench tune` turns an
         update budget into epochs with it; a fit reports ``fixed + per_epoch * epochs`` as its updates."""
         raise NotImplementedError(f"{type(self).__name__} does not say how many updates an epoch takes")
+
+    def settle_schedule(self, paired: PairedData, unpaired: UnpairedData, room: int | None = None):
+        """Turn a config's ``updates`` into epochs for this data; returns (and sets) ``self.config``.
+
+        With ``updates > 0`` the fit spends at most that many updates (but at least one epoch):
+        ``epochs`` becomes what fits after the fixed updates of a pre-training stage, and the lr drop
+        keeps its share ``lr_decay_epoch / epochs`` of the run. A pre-training stage
+        (``stage1_epochs``) that would leave no room for one epoch within ``room`` updates (default:
+        ``updates``) is shortened first. The settled config has ``updates = 0``, so settling twice
+        changes nothing. With ``updates == 0`` the config is left as it is."""
+        cfg = self.config
+        if not cfg.updates:
+            return cfg
+        room = cfg.updates if room is None else room
+        fixed, per_epoch = self.schedule(paired, unpaired)
+        stage1_epochs = getattr(cfg, "stage1_epochs", 0)
+        if fixed + per_epoch > room and stage1_epochs:
+            fitting = max(0, (room - per_epoch) // max(1, fixed // stage1_epochs))
+            self.config = dataclasses.replace(cfg, stage1_epochs=min(stage1_epochs, fitting))
+            fixed, per_epoch = self.schedule(paired, unpaired)
+        epochs = epochs_for(cfg.updates, fixed, per_epoch)
+        decay = max(1, round(epochs * cfg.lr_decay_epoch / cfg.epochs))
+        self.config = dataclasses.replace(self.config, epochs=epochs, lr_decay_epoch=decay, updates=0)
+        return self.config
 
     def start_fit(self, context: FitContext, training_captions: Iterable[str]) -> Path:
         """Seed, device and cell folder; the text side fitted on ``training_captions`` (each

@@ -35,7 +35,7 @@ from bench.errors import BenchError
 from bench.io import atomic_write_text, sha256_file, to_json
 from bench.models import FitContext, PairedData, UnpairedData
 from bench.registry import ModelSpec
-from bench.search_space import UPDATES, describe_space, epochs_for
+from bench.search_space import UPDATES, describe_space
 from bench.splits import format_fraction
 
 TUNED_PROFILE = "tuned"
@@ -88,20 +88,13 @@ def trial_config(spec: ModelSpec, study: StudySpec, params: dict[str, Any], data
     config = spec.config_class.for_profile(study.base_profile, settings)
     if UPDATES not in params:
         return config, None
-    budget = params[UPDATES] * study.update_cap
+    # the budget in whole updates (flooring first gives the same epochs as flooring after); a
+    # pre-training stage is shortened only when it would not fit under the cap with one epoch
+    config = dataclasses.replace(config, updates=int(params[UPDATES] * study.update_cap))
     model = spec.factory(config)
+    config = model.settle_schedule(data.paired, data.unpaired, room=study.update_cap)
     fixed, per_epoch = model.schedule(data.paired, data.unpaired)
-    if fixed + per_epoch > study.update_cap and getattr(config, "stage1_epochs", 0):
-        # a pre-training stage may not eat the whole cap: shorten it until one epoch fits
-        per_stage1 = fixed // config.stage1_epochs
-        stage1 = max(0, (study.update_cap - per_epoch) // max(1, per_stage1))
-        config = dataclasses.replace(config, stage1_epochs=min(config.stage1_epochs, stage1))
-        fixed, per_epoch = spec.factory(config).schedule(data.paired, data.unpaired)
-    epochs = epochs_for(budget, fixed, per_epoch)
-    base = spec.config_class.for_profile(study.base_profile)
-    decay = max(1, round(epochs * base.lr_decay_epoch / base.epochs))
-    config = dataclasses.replace(config, epochs=epochs, lr_decay_epoch=decay)
-    return config, fixed + per_epoch * epochs
+    return config, fixed + per_epoch * config.epochs
 
 
 def config_from_dict(config_class: type, values: dict) -> Any:

@@ -173,7 +173,7 @@ class UnimodelModel(EmbeddingModel):
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> FitResult:
-        cfg: UnimodelConfig = self.config
+        cfg: UnimodelConfig = self.settle_schedule(paired, unpaired)
         if needs_paired(cfg) and paired.n_captions == 0:
             raise BenchError("mine needs paired captions (training without any pairs does not work)")
         data = self.prepare(paired, unpaired, context)
