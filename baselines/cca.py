@@ -32,8 +32,10 @@ class CCAConfig(ModelConfig):
     min_count: int = 4  # vocabulary threshold for the bag of words
 
     PROFILES: ClassVar[dict] = {"paper": {}, "cpu": {}, "quick": {}}
-    SEARCH_SPACE: ClassVar[dict] = {"dim": Choice((64, 128, 256, 512, 1024)), "reg": LogUniform(1e-3, 1.0),
-                                    "power": Uniform(0.0, 8.0)}  # closed form: no updates to budget
+    # closed form: no updates to budget. reg reaches 100 (where the whitening is almost the identity
+    # and CCA becomes PLS): the first Flickr8k studies, with 1.0 as the top, chose 0.91 at both fractions.
+    SEARCH_SPACE: ClassVar[dict] = {"dim": Choice((64, 128, 256, 512, 1024)), "reg": LogUniform(1e-3, 100.0),
+                                    "power": Uniform(0.0, 8.0)}
 
 
 def _inverse_sqrt(cov: np.ndarray, reg: float) -> np.ndarray:
