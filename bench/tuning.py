@@ -172,23 +172,32 @@ def finished_trials(study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
-def _claim(study_obj, study: StudySpec, locks: Path):
-    """Under the study's lock: fail trials a dead process left RUNNING, then ask for a new trial
-    unless the study has its trials (finished or running). Returns (trial, its lock) or None."""
+def _settle_running(study_obj, study: StudySpec, locks: Path) -> int:
+    """Mark FAIL the trials a dead process left RUNNING (their lock is free); return how many
+    RUNNING trials a live worker holds. Call it under the study's lock."""
     from filelock import FileLock, Timeout
     from optuna.trial import TrialState
 
+    running = 0
+    for frozen in study_obj.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lock = FileLock(str(locks / f"{study.name}-trial{frozen.number}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            running += 1  # a live worker has it
+            continue
+        study_obj._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        lock.release()
+    return running
+
+
+def _claim(study_obj, study: StudySpec, locks: Path):
+    """Under the study's lock: fail trials a dead process left RUNNING, then ask for a new trial
+    unless the study has its trials (finished or running). Returns (trial, its lock) or None."""
+    from filelock import FileLock
+
     with FileLock(str(locks / f"{study.name}.lock")):
-        running = 0
-        for frozen in study_obj.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            lock = FileLock(str(locks / f"{study.name}-trial{frozen.number}.lock"))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                running += 1  # a live worker has it
-                continue
-            study_obj._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-            lock.release()
+        running = _settle_running(study_obj, study, locks)
         if len(finished_trials(study_obj)) + running >= study.trials:
             return None
         trial = study_obj.ask()
@@ -280,8 +289,20 @@ def tune(studies: list[StudySpec], specs: dict[str, ModelSpec], dataset: Dataset
                        for w in range(jobs)]
             for future in futures:
                 future.result()
-    return [write_tuned_file(study, storage, data[study.fraction], dataset, tuned_dir, specs[study.model], device)
-            for study in studies]
+    from filelock import FileLock
+
+    written = []
+    for study in studies:
+        study_obj = open_study(study, storage)
+        with FileLock(str(out / "locks" / f"{study.name}.lock")):
+            running = _settle_running(study_obj, study, out / "locks")
+        if running:  # another process still trains some of its trials: the last one to stop writes the file
+            print(f"{study.name}: {running} trial(s) still running in another bench tune process, which writes "
+                  f"{study.tuned_path(tuned_dir)} when it stops")
+            continue
+        written.append(write_tuned_file(study, storage, data[study.fraction], dataset, tuned_dir,
+                                        specs[study.model], device))
+    return written
 
 
 def trial_table(study_obj) -> list[dict]:

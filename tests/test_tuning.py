@@ -100,3 +100,37 @@ def test_models_print_their_search_space(capsys):
     out = capsys.readouterr().out
     assert "vse.lr: log-uniform" in out and "mine.dropout: uniform" in out and "cca.dim: one of" in out
     assert "jwae.image_rec_weight" in out and "updates: optimizer updates per trial" in out
+
+
+def test_a_study_with_a_trial_running_elsewhere_is_written_by_the_last_process(tuning_folder, capsys):
+    """The tuned file waits for trials another live process still runs; once that process is gone,
+    its trial is failed, replaced, and the file is written with every trial spent."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.tuning import open_study
+
+    folder, splits = tuning_folder
+    out, tuned = folder / "tune", folder / "tuned" / "synthetic" / "cca_p25.json"
+    args = ["tune", "--models", "cca", "--fractions", "25", "--trials", "2", "--out", str(out), "--tuned-dir",
+            str(folder / "tuned"), "--splits-dir", str(splits), "--jobs", "1", "--quiet"]
+    assert main(args) == 0 and tuned.exists()
+    tuned.unlink()
+    study = StudySpec("synthetic", "cca", None, 25, "cpu", 3, 2000)
+    trial = open_study(study, f"sqlite:///{(out / 'studies.db').resolve()}").ask()  # RUNNING, held below
+    lock = out / "locks" / f"{study.name}-trial{trial.number}.lock"
+    holder = subprocess.Popen([sys.executable, "-c", f"from filelock import FileLock; held = FileLock({str(lock)!r}); held.acquire(); "
+                               "print('held', flush=True); import time; time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main([*args[:6], "3", *args[7:]]) == 0  # 2 finished + 1 running elsewhere = 3: nothing to do
+        assert "still running in another bench tune process" in capsys.readouterr().out and not tuned.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert main([*args[:6], "3", *args[7:]]) == 0  # the holder is gone: its trial fails and is replaced
+    written = json.loads(tuned.read_text())
+    assert written["budget"]["trials_spent"] == 4 and written["budget"]["trials_failed"] == 1
