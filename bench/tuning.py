@@ -172,15 +172,29 @@ def finished_trials(study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
+def _study_lock(locks: Path, study: StudySpec):
+    """The lock a process holds while it settles or claims trials of ``study``."""
+    from filelock import FileLock
+
+    return FileLock(str(locks / f"{study.name}.lock"))
+
+
+def _trial_lock(locks: Path, study: StudySpec, number: int):
+    """The lock a worker holds while it trains trial ``number``: free means nobody runs it."""
+    from filelock import FileLock
+
+    return FileLock(str(locks / f"{study.name}-trial{number}.lock"))
+
+
 def _settle_running(study_obj, study: StudySpec, locks: Path) -> int:
     """Mark FAIL the trials a dead process left RUNNING (their lock is free); return how many
     RUNNING trials a live worker holds. Call it under the study's lock."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
     from optuna.trial import TrialState
 
     running = 0
     for frozen in study_obj.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        lock = FileLock(str(locks / f"{study.name}-trial{frozen.number}.lock"))
+        lock = _trial_lock(locks, study, frozen.number)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -194,14 +208,12 @@ def _settle_running(study_obj, study: StudySpec, locks: Path) -> int:
 def _claim(study_obj, study: StudySpec, locks: Path):
     """Under the study's lock: fail trials a dead process left RUNNING, then ask for a new trial
     unless the study has its trials (finished or running). Returns (trial, its lock) or None."""
-    from filelock import FileLock
-
-    with FileLock(str(locks / f"{study.name}.lock")):
+    with _study_lock(locks, study):
         running = _settle_running(study_obj, study, locks)
         if len(finished_trials(study_obj)) + running >= study.trials:
             return None
         trial = study_obj.ask()
-        lock = FileLock(str(locks / f"{study.name}-trial{trial.number}.lock"))
+        lock = _trial_lock(locks, study, trial.number)
         lock.acquire()
         return trial, lock
 
@@ -289,12 +301,10 @@ def tune(studies: list[StudySpec], specs: dict[str, ModelSpec], dataset: Dataset
                        for w in range(jobs)]
             for future in futures:
                 future.result()
-    from filelock import FileLock
-
     written = []
     for study in studies:
         study_obj = open_study(study, storage)
-        with FileLock(str(out / "locks" / f"{study.name}.lock")):
+        with _study_lock(out / "locks", study):
             running = _settle_running(study_obj, study, out / "locks")
         if running:  # another process still trains some of its trials: the last one to stop writes the file
             print(f"{study.name}: {running} trial(s) still running in another bench tune process, which writes "
