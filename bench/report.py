@@ -228,7 +228,7 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None,
         rows.append(row)
     for _, r in (reference if reference is not None else pd.DataFrame()).iterrows():
         row = {"Dataset": "coco"} if several_datasets else {}
-        row.update({"Model": f"{r['model']} (published, COCO 1K)", "Text": "-", "Paired %": f"{r['fraction']:g}"})
+        row.update({"Model": f"{r['model']} ({r['label']})", "Text": "-", "Paired %": f"{r['fraction']:g}"})
         for m in METRICS:
             row[HEADERS[m]] = "–" if pd.isna(r.get(m)) else f"{r[m]:.1f}"
         row.update({"retention": "", "seeds": ""})
@@ -365,6 +365,8 @@ def load_reference(path: Path) -> pd.DataFrame:
             reference[m] = np.nan
     if "rsum" not in reference.columns:
         reference["rsum"] = reference[RECALLS].sum(axis=1, min_count=len(RECALLS))
+    # how its rows are named in tables and plots, e.g. "published, COCO 1K"; the file says what it holds
+    reference["label"] = reference["label"].fillna("reference") if "label" in reference.columns else "reference"
     return reference
 
 
@@ -378,7 +380,7 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
     if fmt == "json":
         rows = table.replace({np.nan: None}).to_dict(orient="records")
         if reference is not None:
-            rows += [{**r, "source": "published, COCO 1K"} for r in reference.replace({np.nan: None}).to_dict("records")]
+            rows += reference.replace({np.nan: None}).to_dict("records")
         if comparison is not None:
             return json.dumps({"rows": rows, "comparison": comparison.to_dict(orient="records")}, indent=2) + "\n"
         return json.dumps(rows, indent=2) + "\n"
@@ -455,10 +457,10 @@ def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None)
             if std is not None and std.notna().any():
                 ax.fill_between(group["fraction"], group[metric] - std.fillna(0), group[metric] + std.fillna(0), alpha=0.15)
         if reference is not None and metric in reference and reference[metric].notna().any():
-            for name, group in reference.groupby("model"):
+            for (name, source), group in reference.groupby(["model", "label"], sort=False):
                 group = group.dropna(subset=[metric]).sort_values("fraction")
                 ax.plot(group["fraction"], group[metric], linestyle="--", marker="x", alpha=0.6,
-                        label=f"{name} (published, COCO 1K)")
+                        label=f"{name} ({source})")
         ax.set_title(title)
         ax.set_xlabel("paired training images (%)")
         ax.set_xticks(sorted(table["fraction"].unique()))

@@ -31,7 +31,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("runs", nargs="*", type=Path, help=f"run folders or record files (default {DEFAULT_RUN})")
     report.add_argument("--format", default="markdown", choices=FORMATS, help="output format (default markdown)")
     report.add_argument("--reference", type=Path, default=None,
-                        help="CSV of published numbers to add as labelled rows, e.g. reports/published/coco.csv")
+                        help="CSV of reference numbers to add as labelled rows: columns model, fraction, "
+                             "i2t_r1 … t2i_r10 and an optional label naming the source (e.g. reports/published/coco.csv)")
     report.add_argument("--compare", default=None, metavar="ROW",
                         help="also print ROW (e.g. mine) against the best other row at each fraction, "
                              "in rsum and retention")
