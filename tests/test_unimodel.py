@@ -3,6 +3,7 @@ batches, a tiny fit, resume, ablation configs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -267,6 +268,43 @@ def test_reordering_unpaired_captions_against_unpaired_images_changes_no_loss(te
     assert model3["paired_retrieval"] != pytest.approx(model["paired_retrieval"])
 
 
+
+def step1_gradients(parts, cfg, batch) -> dict[str, bool]:
+    """Loss name -> whether that loss alone puts any gradient on the step-1 parts."""
+    from unimodel.parts import STEP1_NAMES
+
+    if parts.text_decoder is not None:
+        parts.text_decoder.word_dropout = 0.0
+    torch.manual_seed(0)
+    losses = Forward(parts, cfg, batch, train_step1=True).model_losses()
+    step1 = parts.parameters(STEP1_NAMES)
+    out = {}
+    for name, loss in losses.items():
+        grads = torch.autograd.grad(loss, step1, retain_graph=True, allow_unused=True)
+        out[name] = any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+    return out
+
+
+def test_retrieval_mode_lets_only_step1_reconstruction_and_the_paired_hinge_reach_step1():
+    # With a learnt text encoder the step-2 squared errors can be met by collapsing the embeddings,
+    # so step1_mode="retrieval" keeps them (and the critics) off step 1; "finetune" does not.
+    g = torch.Generator().manual_seed(0)
+    n = 9
+    batch = Batch(paired_features=torch.rand(n, 6, generator=g), paired_text=text_rows("gru", n, g),
+                  images=torch.rand(n, 6, generator=g), texts=text_rows("gru", n, g))
+    cfg, parts = small_parts("gru")
+    finetune = step1_gradients(parts, cfg, batch)
+    assert all(finetune.values()), finetune
+    shielded_cfg = dataclasses.replace(cfg, step1_mode="retrieval")
+    shielded = step1_gradients(parts, shielded_cfg, batch)
+    reaching = {name for name, reaches in shielded.items() if reaches}
+    assert reaching == {"step1_image", "step1_text", "paired_retrieval"}
+    assert set(shielded) == set(finetune)
+    # the losses themselves are the same values: only where their gradients go changes
+    model, _ = all_losses(parts, cfg, batch)
+    model_shielded, _ = all_losses(parts, shielded_cfg, batch)
+    assert model_shielded == pytest.approx(model, rel=1e-6, abs=1e-7)
+
 # -- pools, registry, config ------------------------------------------------------------------------
 def test_paired_items_join_the_unpaired_pools_under_disjoint_and_nothing_doubles_under_overlap(tiny_data):
     dataset = tiny_data[0]
@@ -356,7 +394,7 @@ def test_each_scenario_switched_off_still_trains(tiny_data, tmp_path, weight):
     assert not any(f"loss_wdist_{name}" in point for name, w in CRITIC_WEIGHTS.items() if w == weight)
 
 
-@pytest.mark.parametrize("step1_mode", ["finetune", "freeze"])
+@pytest.mark.parametrize("step1_mode", ["finetune", "freeze", "retrieval"])
 def test_minilm_text_embedding_and_frozen_step1_train(tiny_data, tmp_path, fake_minilm, step1_mode):
     model, result = fit(tiny_config(text_encoder="minilm", step1_mode=step1_mode), tiny_data, tmp_path)
     assert model.parts.text_encoder is None and model.parts.text_decoder is None

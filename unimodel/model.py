@@ -16,7 +16,8 @@ own checkpoint, so an interrupted run resumes in either:
    image and caption the model sees, for ``stage1_epochs``; the kept epoch has the lowest dev
    reconstruction loss.
 3. :meth:`UnimodelModel.train_stage2` (``checkpoint.pt``): everything, for ``epochs``; step 1 is
-   fine-tuned (its reconstruction stays on, weight ``w_step1``) or frozen; the kept epoch has the
+   fine-tuned by every loss (its reconstruction stays on, weight ``w_step1``), only by its
+   reconstruction and the retrieval hinges (``step1_mode="retrieval"``), or frozen; the kept epoch has the
    best dev rsum. The first ``hinge_warmup_epochs`` use every violating negative (VSE0), then only
    the hardest: from scratch, the GRU's near-identical initial states (cosine ~0.94) make the
    hardest-negative hinge collapse every score to one value.
@@ -283,9 +284,9 @@ class UnimodelModel(EmbeddingModel):
         return math.ceil(max(data.n_paired, data.n_images, data.n_texts) / self.config.batch_size)
 
     def train_stage2(self, data: TrainingData, context: FitContext) -> FitResult:
-        """Everything, with step 1 fine-tuned or frozen, kept at the best dev rsum."""
+        """Everything, with step 1 trained as ``step1_mode`` says, kept at the best dev rsum."""
         cfg, parts = self.config, self.parts
-        train_step1 = cfg.step1_mode == "finetune"
+        train_step1 = cfg.step1_mode != "freeze"
         step2_params = parts.parameters(STEP2_NAMES)
         groups, model_params = [{"params": step2_params, "lr": cfg.lr}], list(step2_params)
         if train_step1:

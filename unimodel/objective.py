@@ -82,12 +82,18 @@ class Forward:
                 self.p = parts.embed_image(batch.images)
             if batch.texts is not None and needs_unpaired(cfg):
                 self.w = parts.embed_text(batch.texts)
+        # step1_mode "retrieval": the step-2 chains (squared errors, critics, pseudo pairs) start from
+        # constants, so only step 1's own reconstruction and the paired hinge reach step 1
+        self.shield_step1 = getattr(cfg, "step1_mode", "finetune") == "retrieval"
         flags = dict(auto=on("w_auto"), translation=on("w_domain_adv"), pseudo=on("w_unpaired_retrieval"),
                      cycle=on("w_cyclic"), detach_pseudo=cfg.pseudo_detach)
         if self.p is not None:
-            self.image_chains = parts.image_chains(self.p, **flags)
+            self.image_chains = parts.image_chains(self._chain_input(self.p), **flags)
         if self.w is not None:
-            self.text_chains = parts.text_chains(self.w, **flags)
+            self.text_chains = parts.text_chains(self._chain_input(self.w), **flags)
+
+    def _chain_input(self, embedding: torch.Tensor) -> torch.Tensor:
+        return embedding.detach() if self.shield_step1 else embedding
 
     # -- critics ---------------------------------------------------------------------------
     def critic_inputs(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -127,18 +133,22 @@ class Forward:
         if on("w_step1") and self.w is not None and parts.text_decoder is not None and self.w.requires_grad:
             tokens = self.batch.texts[0]
             out["step1_text"] = L.text_reconstruction(parts.text_decoder(self.w, tokens), tokens)
+        # (the chains' sources are the embeddings as the chains saw them: constants under "retrieval")
         if on("w_auto") and vc is not None and tc is not None:
-            out["auto"] = L.squared_error(self.p, vc.auto) + L.squared_error(self.w, tc.auto)
+            out["auto"] = L.squared_error(vc.source, vc.auto) + L.squared_error(tc.source, tc.auto)
         # 2. cyclic reconstruction on unpaired data, both directions
         if on("w_cyclic") and vc is not None and tc is not None:
-            out["cyclic"] = L.squared_error(self.p, vc.cycle) + L.squared_error(self.w, tc.cycle)
+            out["cyclic"] = L.squared_error(vc.source, vc.cycle) + L.squared_error(tc.source, tc.cycle)
         # 3. paired reconstruction: each side of a pair translated into the other's space
         if self.paired_p is not None:
             paired_image_code = parts.image_code(self.paired_p)
             paired_text_code = parts.text_code(self.paired_w)
         if on("w_paired_recon") and self.paired_p is not None:
-            out["paired_recon"] = (L.squared_error(self.paired_p, parts.image_from_code(paired_text_code))
-                                   + L.squared_error(self.paired_w, parts.text_from_code(paired_image_code)))
+            p, w = self._chain_input(self.paired_p), self._chain_input(self.paired_w)
+            image_code, text_code = ((parts.image_code(p), parts.text_code(w)) if self.shield_step1
+                                     else (paired_image_code, paired_text_code))
+            out["paired_recon"] = (L.squared_error(p, parts.image_from_code(text_code))
+                                   + L.squared_error(w, parts.text_from_code(image_code)))
         # 4. latent critics: image codes vs text codes, and codes vs the prior
         if on("w_latent_adv") and vc is not None and tc is not None:
             out["latent_adv"] = L.alignment_loss(parts.latent_critic, vc.code, tc.code)
