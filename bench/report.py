@@ -227,7 +227,7 @@ def display_table(table: pd.DataFrame, reference: pd.DataFrame | None = None,
                 row[header] = f"{measured[key]:.2f}" if is_number(measured.get(key)) else ""
         rows.append(row)
     for _, r in (reference if reference is not None else pd.DataFrame()).iterrows():
-        row = {"Dataset": "coco"} if several_datasets else {}
+        row = {"Dataset": r["dataset"]} if several_datasets else {}
         row.update({"Model": f"{r['model']} ({r['label']})", "Text": "-", "Paired %": f"{r['fraction']:g}"})
         for m in METRICS:
             row[HEADERS[m]] = "–" if pd.isna(r.get(m)) else f"{r[m]:.1f}"
@@ -367,6 +367,8 @@ def load_reference(path: Path) -> pd.DataFrame:
         reference["rsum"] = reference[RECALLS].sum(axis=1, min_count=len(RECALLS))
     # how its rows are named in tables and plots, e.g. "published, COCO 1K"; the file says what it holds
     reference["label"] = reference["label"].fillna("reference") if "label" in reference.columns else "reference"
+    # and which data its numbers are on (the Dataset column of a table that mixes datasets)
+    reference["dataset"] = reference["dataset"].fillna("–") if "dataset" in reference.columns else "–"
     return reference
 
 

@@ -68,6 +68,22 @@ def test_reference_rows_are_named_by_their_file(run_dir, tmp_path):
     assert "VSE++ (reference)" in render(table, "markdown", load_reference(plain))
 
 
+
+def test_reference_rows_say_their_dataset_in_a_table_of_several(run_dir, tmp_path):
+    import pandas as pd
+
+    from bench.report import display_table
+
+    header = "model,fraction,i2t_r1,i2t_r5,i2t_r10,t2i_r1,t2i_r5,t2i_r10"
+    with_dataset, without = tmp_path / "with.csv", tmp_path / "without.csv"
+    with_dataset.write_text(f"{header},label,dataset\nVSE++,25,4.7,19.1,28.4,5.4,17.6,26.5,ours,flickr8k\n")
+    without.write_text(f"{header}\nVSE++,25,4.7,19.1,28.4,5.4,17.6,26.5\n")
+    table = summary_table(records_frame(load_records([run_dir])))
+    mixed = pd.concat([table, table.assign(dataset="other")], ignore_index=True)
+    shown = display_table(mixed, load_reference(with_dataset))
+    assert shown.iloc[-1]["Dataset"] == "flickr8k" and shown.iloc[-1]["Model"] == "VSE++ (ours)"
+    assert display_table(mixed, load_reference(without)).iloc[-1]["Dataset"] == "–"
+
 def test_plot_is_written(run_dir, tmp_path):
     target = tmp_path / "plot.png"
     assert main(["report", str(run_dir), "--plot", str(target), "-o", str(tmp_path / "t.md")]) == 0
