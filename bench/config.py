@@ -133,6 +133,9 @@ class ModelConfig:
     """
 
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {}}
+    # Settings that follow from the text encoder a config ends up with (its profile's, or the one
+    # the overrides choose), in every profile: text encoder -> field overrides. --set still wins.
+    TEXT_ENCODER_SETTINGS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -141,8 +144,13 @@ class ModelConfig:
     def for_profile(cls, profile: str, overrides: dict[str, str] | None = None):
         if profile not in cls.PROFILES:
             raise BenchError(f"unknown profile '{profile}' for {cls.__name__}; choose one of {', '.join(cls.PROFILES)}")
-        config = cls(**cls.PROFILES[profile])  # type: ignore[call-arg]
-        return apply_overrides(config, overrides or {})
+        overrides = overrides or {}
+        settings = dict(cls.PROFILES[profile])
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        text = overrides.get("text_encoder", settings.get("text_encoder", defaults.get("text_encoder")))
+        settings.update(cls.TEXT_ENCODER_SETTINGS.get(text, {}))
+        config = cls(**settings)  # type: ignore[call-arg]
+        return apply_overrides(config, overrides)
 
 
 @dataclass(frozen=True)

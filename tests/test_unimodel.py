@@ -336,6 +336,15 @@ def test_registered_with_alias_and_profiles():
     assert UnimodelConfig.for_profile("cpu", {"text_encoder": "minilm"}).text_encoder == "minilm"
 
 
+def test_a_learnt_text_encoder_gets_the_retrieval_step1_mode_in_every_profile_unless_set():
+    assert UnimodelConfig.for_profile("cpu").step1_mode == "finetune"  # minilm: w is frozen anyway
+    assert UnimodelConfig.for_profile("paper").step1_mode == "retrieval"  # the paper profile reads words
+    for profile in ("cpu", "quick"):
+        assert UnimodelConfig.for_profile(profile, {"text_encoder": "gru"}).step1_mode == "retrieval"
+    chosen = UnimodelConfig.for_profile("cpu", {"text_encoder": "gru", "step1_mode": "finetune"})
+    assert chosen.step1_mode == "finetune"
+
+
 # -- training ---------------------------------------------------------------------------------------
 def chance_rsum(n_images: int, per_image: int = 5) -> float:
     n_captions = n_images * per_image

@@ -97,6 +97,10 @@ class UnimodelConfig(TrainingConfig):
                          "decoder_hidden": 256, "latent_dim": 256, "step2_hidden": 256, "critic_hidden": 128,
                          "stage1_epochs": 1, "updates": 0, "epochs": 3, "lr_decay_epoch": 3}
 
+    # With a learnt (GRU) text encoder, in every profile, stage 2's squared errors must not reach
+    # step 1: under "finetune" they collapse the GRU's embeddings (STEP1_MODES; reports/flickr8k-gru).
+    TEXT_ENCODER_SETTINGS: ClassVar[dict] = {"gru": {"step1_mode": "retrieval"}}
+
     # What `bench tune` searches: the vse/jwae terms (lr, size, margin, updates), dropout, the
     # stage-1 length and the scenario weights that are on in the cpu profile.
     SEARCH_SPACE: ClassVar[dict] = {
