@@ -336,13 +336,15 @@ def test_registered_with_alias_and_profiles():
     assert UnimodelConfig.for_profile("cpu", {"text_encoder": "minilm"}).text_encoder == "minilm"
 
 
-def test_a_learnt_text_encoder_gets_the_retrieval_step1_mode_in_every_profile_unless_set():
-    assert UnimodelConfig.for_profile("cpu").step1_mode == "finetune"  # minilm: w is frozen anyway
+def test_a_learnt_text_encoder_gets_its_own_step1_settings_in_every_profile_unless_set():
+    cpu = UnimodelConfig.for_profile("cpu")  # minilm: w is frozen, the image autoencoder pre-trains
+    assert cpu.step1_mode == "finetune" and cpu.stage1_epochs == 3
     assert UnimodelConfig.for_profile("paper").step1_mode == "retrieval"  # the paper profile reads words
-    for profile in ("cpu", "quick"):
-        assert UnimodelConfig.for_profile(profile, {"text_encoder": "gru"}).step1_mode == "retrieval"
-    chosen = UnimodelConfig.for_profile("cpu", {"text_encoder": "gru", "step1_mode": "finetune"})
-    assert chosen.step1_mode == "finetune"
+    for profile in ("cpu", "quick", "paper"):
+        gru = UnimodelConfig.for_profile(profile, {"text_encoder": "gru"})
+        assert gru.step1_mode == "retrieval" and gru.stage1_epochs == 0
+    chosen = UnimodelConfig.for_profile("cpu", {"text_encoder": "gru", "step1_mode": "finetune", "stage1_epochs": "2"})
+    assert chosen.step1_mode == "finetune" and chosen.stage1_epochs == 2
 
 
 # -- training ---------------------------------------------------------------------------------------
