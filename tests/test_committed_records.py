@@ -1,4 +1,4 @@
-"""The committed results are what the README says they are: every record under ``reports/*/records``
+"""The committed results are what the README says they are: every record under ``reports/**/records``
 validates against the record schema and was made from a clean commit, so each number traces to code
 that is in the history."""
 
@@ -12,7 +12,7 @@ import pytest
 from bench.schema import validation_errors
 
 REPO = Path(__file__).resolve().parents[1]
-RECORDS = sorted(REPO.glob("reports/*/records/*.json"))
+RECORDS = sorted(REPO.glob("reports/**/records/*.json"))
 
 
 def test_there_are_committed_records():
