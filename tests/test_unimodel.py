@@ -293,6 +293,7 @@ def test_retrieval_mode_lets_only_step1_reconstruction_and_the_paired_hinge_reac
     batch = Batch(paired_features=torch.rand(n, 6, generator=g), paired_text=text_rows("gru", n, g),
                   images=torch.rand(n, 6, generator=g), texts=text_rows("gru", n, g))
     cfg, parts = small_parts("gru")
+    cfg = dataclasses.replace(cfg, step1_mode="finetune")  # (GRU text defaults to "retrieval")
     finetune = step1_gradients(parts, cfg, batch)
     assert all(finetune.values()), finetune
     shielded_cfg = dataclasses.replace(cfg, step1_mode="retrieval")
