@@ -34,6 +34,7 @@ def test_bench_models_lists_every_model(capsys):
     out = capsys.readouterr().out
     for name in ("cca", "vse", "jwae", "mine"):
         assert f"\n{name}" in "\n" + out
+    assert "with gru text, in every profile unless --set says otherwise: step1_mode=retrieval, stage1_epochs=0" in out
 
 
 @dataclass(frozen=True)
