@@ -16,8 +16,8 @@ from bench.errors import BenchError
 from bench.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
 
 # How step 1 trains in stage 2: "finetune" (every loss reaches it), "freeze" (no loss does), or
-# "retrieval" (only its own reconstruction and the retrieval hinges do; the step-2 squared errors and
-# critics see its embeddings as constants). With a learnt (GRU) text encoder the squared errors of
+# "retrieval" (only its own reconstruction and the paired hinge do; the step-2 squared errors, critics
+# and pseudo pairs see its embeddings as constants). With a learnt (GRU) text encoder the squared errors of
 # scenarios 1-3 can be met by moving every embedding to one point, and under "finetune" they do:
 # on Flickr8k at 25 % the paired reconstruction fell to 0.01 while the hinge sat at 2 x margin.
 STEP1_MODES = ("finetune", "freeze", "retrieval")

@@ -17,7 +17,7 @@ own checkpoint, so an interrupted run resumes in either:
    reconstruction loss.
 3. :meth:`UnimodelModel.train_stage2` (``checkpoint.pt``): everything, for ``epochs``; step 1 is
    fine-tuned by every loss (its reconstruction stays on, weight ``w_step1``), only by its
-   reconstruction and the retrieval hinges (``step1_mode="retrieval"``), or frozen; the kept epoch has the
+   reconstruction and the paired hinge (``step1_mode="retrieval"``), or frozen; the kept epoch has the
    best dev rsum. The first ``hinge_warmup_epochs`` use every violating negative (VSE0), then only
    the hardest: from scratch, the GRU's near-identical initial states (cosine ~0.94) make the
    hardest-negative hinge collapse every score to one value.

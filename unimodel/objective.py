@@ -84,7 +84,7 @@ class Forward:
                 self.w = parts.embed_text(batch.texts)
         # step1_mode "retrieval": the step-2 chains (squared errors, critics, pseudo pairs) start from
         # constants, so only step 1's own reconstruction and the paired hinge reach step 1
-        self.shield_step1 = getattr(cfg, "step1_mode", "finetune") == "retrieval"
+        self.shield_step1 = cfg.step1_mode == "retrieval"
         flags = dict(auto=on("w_auto"), translation=on("w_domain_adv"), pseudo=on("w_unpaired_retrieval"),
                      cycle=on("w_cyclic"), detach_pseudo=cfg.pseudo_detach)
         if self.p is not None:
