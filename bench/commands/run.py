@@ -83,7 +83,7 @@ def list_models(args: argparse.Namespace) -> int:
         print(f"{spec.name:6s} {spec.summary}; {unpaired}{aliases}")
         profiles = ", ".join(spec.config_class.PROFILES)
         print(f"{'':6s} profiles: {profiles}; settings: {', '.join(f.name for f in dataclasses.fields(spec.config_class))}")
-        for text, settings in getattr(spec.config_class, "TEXT_ENCODER_SETTINGS", {}).items():
+        for text, settings in spec.config_class.TEXT_ENCODER_SETTINGS.items():
             chosen = ", ".join(f"{k}={v}" for k, v in settings.items())
             print(f"{'':6s} with {text} text, in every profile unless --set says otherwise: {chosen}")
     return 0
