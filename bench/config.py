@@ -136,6 +136,9 @@ class ModelConfig:
     # Settings that follow from the text encoder a config ends up with (its profile's, or the one
     # the overrides choose), in every profile: text encoder -> field overrides. --set still wins.
     TEXT_ENCODER_SETTINGS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The same for one profile only, applied after TEXT_ENCODER_SETTINGS: profile -> text encoder ->
+    # field overrides (a schedule in updates belongs to the cpu profile, not to the epoch-counting ones).
+    PROFILE_TEXT_ENCODER_SETTINGS: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -149,6 +152,7 @@ class ModelConfig:
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         text = overrides.get("text_encoder", settings.get("text_encoder", defaults.get("text_encoder")))
         settings.update(cls.TEXT_ENCODER_SETTINGS.get(text, {}))
+        settings.update(cls.PROFILE_TEXT_ENCODER_SETTINGS.get(profile, {}).get(text, {}))
         config = cls(**settings)  # type: ignore[call-arg]
         return apply_overrides(config, overrides)
 

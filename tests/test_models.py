@@ -35,6 +35,7 @@ def test_bench_models_lists_every_model(capsys):
     for name in ("cca", "vse", "jwae", "mine"):
         assert f"\n{name}" in "\n" + out
     assert "with gru text, in every profile unless --set says otherwise: step1_mode=retrieval, stage1_epochs=0" in out
+    assert "with gru text, in the cpu profile unless --set says otherwise: updates=2820" in out
 
 
 @dataclass(frozen=True)

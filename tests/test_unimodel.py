@@ -348,6 +348,17 @@ def test_a_learnt_text_encoder_gets_its_own_step1_settings_in_every_profile_unle
     assert chosen.step1_mode == "finetune" and chosen.stage1_epochs == 2
 
 
+def test_gru_text_gets_the_update_cap_of_vse_and_jwae_in_the_cpu_profile_only():
+    from baselines.vse import CPU_PROFILE
+
+    gru = {"text_encoder": "gru"}
+    assert UnimodelConfig.for_profile("cpu", gru).updates == CPU_PROFILE["updates"]
+    assert UnimodelConfig.for_profile("cpu").updates == 2021  # minilm keeps the cpu profile's own schedule
+    assert UnimodelConfig.for_profile("quick", gru).updates == 0  # quick and paper count epochs
+    assert UnimodelConfig.for_profile("paper", gru).updates == 0
+    assert UnimodelConfig.for_profile("cpu", {**gru, "updates": "500"}).updates == 500  # --set still wins
+
+
 # -- training ---------------------------------------------------------------------------------------
 def chance_rsum(n_images: int, per_image: int = 5) -> float:
     n_captions = n_images * per_image

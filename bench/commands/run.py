@@ -86,6 +86,10 @@ def list_models(args: argparse.Namespace) -> int:
         for text, settings in spec.config_class.TEXT_ENCODER_SETTINGS.items():
             chosen = ", ".join(f"{k}={v}" for k, v in settings.items())
             print(f"{'':6s} with {text} text, in every profile unless --set says otherwise: {chosen}")
+        for profile, by_text in spec.config_class.PROFILE_TEXT_ENCODER_SETTINGS.items():
+            for text, settings in by_text.items():
+                chosen = ", ".join(f"{k}={v}" for k, v in settings.items())
+                print(f"{'':6s} with {text} text, in the {profile} profile unless --set says otherwise: {chosen}")
     return 0
 
 
