@@ -268,22 +268,33 @@ def _runs_of(frame: pd.DataFrame | None, row: pd.Series) -> list[RunRanks] | Non
     return runs if runs and all(r is not None for r in runs) else None
 
 
-def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``focus`` against the best other row at each (dataset, policy, fraction), in rsum and in retention.
+def _pick_row(names: list[str], wanted: str, option: str) -> str:
+    """The one row name ``wanted`` picks out: the full name, or its leading part (``mine`` or
+    ``mine (minilm)``) among the unlabelled rows. Anything else is one clear error."""
+    chosen = [n for n in names if n == wanted] or [
+        n for n in names if " [" not in n and wanted in (n.split(" (")[0], n.split(" {")[0])]
+    if len(set(chosen)) != 1:
+        what = "matches several rows" if chosen else "matches no row"
+        raise BenchError(f"{option} '{wanted}' {what}; the rows are: {', '.join(names)}")
+    return chosen[0]
 
-    ``focus`` is a row name as :func:`row_names` writes it, or its leading part (``mine`` or
-    ``mine (minilm)``) when that picks out one row group. Positive differences favour ``focus``.
-    With the per-run records (``frame``) whose test ranks are kept, Δ rsum gets a 95 % interval
-    from :func:`bench.stats.bootstrap_delta` and a column saying whether it excludes 0.
+
+def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None = None,
+                     against: list[str] | None = None) -> pd.DataFrame:
+    """``focus`` against the best other row at each (dataset, policy, fraction), in rsum and in retention;
+    or, with ``against``, against each of those rows in turn (one line per row and fraction).
+
+    ``focus`` and each ``against`` are row names as :func:`row_names` writes them, or their leading part
+    (``mine`` or ``mine (minilm)``) when that picks out one row group. Positive differences favour
+    ``focus``. With the per-run records (``frame``) whose test ranks are kept, Δ rsum gets a 95 %
+    interval from :func:`bench.stats.bootstrap_delta` and a column saying whether it excludes 0.
     """
     table = table.assign(_name=row_names(table))
     names = sorted(set(table["_name"]))
-    chosen = [n for n in names if n == focus] or [
-        n for n in names if " [" not in n and focus in (n.split(" (")[0], n.split(" {")[0])]
-    if len(set(chosen)) != 1:
-        what = "matches several rows" if chosen else "matches no row"
-        raise BenchError(f"--compare '{focus}' {what}; the rows are: {', '.join(names)}")
-    focus_name = chosen[0]
+    focus_name = _pick_row(names, focus, "--compare")
+    against_names = [_pick_row(names, name, "--against") for name in against or []]
+    if focus_name in against_names:
+        raise BenchError(f"--against '{focus_name}' is the compared row itself")
     rows = []
     for (dataset, policy, fraction), group in table.groupby(["dataset", "policy", "fraction"], sort=False):
         focus_rows = group[group["_name"] == focus_name]
@@ -291,17 +302,14 @@ def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None
         if focus_rows.empty or others.empty:
             continue
         m = focus_rows.iloc[0]
-        best_rsum = others.loc[others["rsum"].idxmax()]
-        row = {"Dataset": dataset, "Policy": policy, "Paired %": f"{fraction:g}", f"{focus_name} rsum": f"{m['rsum']:.1f}",
-               "best other (rsum)": best_rsum["_name"], "its rsum": f"{best_rsum['rsum']:.1f}",
-               "Δ rsum": f"{m['rsum'] - best_rsum['rsum']:+.1f}"}
-        first, second = _runs_of(frame, m), _runs_of(frame, best_rsum)
-        if first and second:
-            interval = bootstrap_delta(first, second)
-            row["Δ rsum 95 % CI"] = f"[{interval['low']:+.1f}, {interval['high']:+.1f}]"
-            row["CI excludes 0"] = "yes" if interval["excludes_zero"] else "no"
-        elif frame is not None:
-            row["Δ rsum 95 % CI"], row["CI excludes 0"] = "n/a (records without test ranks)", ""
+        where = {"Dataset": dataset, "Policy": policy, "Paired %": f"{fraction:g}", f"{focus_name} rsum": f"{m['rsum']:.1f}"}
+        if against_names:
+            for name in against_names:
+                other = others[others["_name"] == name]
+                if not other.empty:
+                    rows.append({**where, **_difference(m, other.iloc[0], frame, "against")})
+            continue
+        row = {**where, **_difference(m, others.loc[others["rsum"].idxmax()], frame, "best other (rsum)")}
         kept = others.dropna(subset=["retention"])
         if fraction != 100 and not np.isnan(m["retention"]) and not kept.empty:
             best_kept = kept.loc[kept["retention"].idxmax()]
@@ -310,11 +318,28 @@ def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None
                         "Δ retention": f"{m['retention'] - best_kept['retention']:+.3f}"})
         rows.append(row)
     if not rows:
-        raise BenchError(f"--compare '{focus}': no fraction has both {focus_name} and another row")
+        which = ", ".join(against_names) if against_names else "another row"
+        raise BenchError(f"--compare '{focus}': no fraction has both {focus_name} and {which}")
     out = pd.DataFrame(rows).fillna("")
     for column in ("Dataset", "Policy"):
         if out[column].nunique() == 1:
             out = out.drop(columns=column)
+    return out
+
+
+def _difference(row: pd.Series, other: pd.Series, frame: pd.DataFrame | None, title: str) -> dict[str, str]:
+    """The columns of ``row`` minus ``other`` in rsum (named under ``title``), with the bootstrap interval
+    when both rows' runs kept their test ranks, and with retention when ``title`` is ``against``."""
+    out = {title: other["_name"], "its rsum": f"{other['rsum']:.1f}", "Δ rsum": f"{row['rsum'] - other['rsum']:+.1f}"}
+    first, second = _runs_of(frame, row), _runs_of(frame, other)
+    if first and second:
+        interval = bootstrap_delta(first, second)
+        out["Δ rsum 95 % CI"] = f"[{interval['low']:+.1f}, {interval['high']:+.1f}]"
+        out["CI excludes 0"] = "yes" if interval["excludes_zero"] else "no"
+    elif frame is not None:
+        out["Δ rsum 95 % CI"], out["CI excludes 0"] = "n/a (records without test ranks)", ""
+    if title == "against" and not np.isnan(row["retention"]) and not np.isnan(other["retention"]):
+        out["Δ retention"] = f"{row['retention'] - other['retention']:+.3f}"
     return out
 
 
@@ -373,12 +398,14 @@ def load_reference(path: Path) -> pd.DataFrame:
 
 
 def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None, compare: str | None = None,
-           latency: dict | None = None, frame: pd.DataFrame | None = None) -> str:
+           latency: dict | None = None, frame: pd.DataFrame | None = None, against: list[str] | None = None) -> str:
     from tabulate import tabulate
 
     if fmt not in FORMATS:
         raise BenchError(f"unknown report format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    comparison = comparison_table(table, compare, frame) if compare else None
+    if against and not compare:
+        raise BenchError("--against names the rows to compare with; give the compared row with --compare ROW")
+    comparison = comparison_table(table, compare, frame, against) if compare else None
     if fmt == "json":
         rows = table.replace({np.nan: None}).to_dict(orient="records")
         if reference is not None:
@@ -403,8 +430,9 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
     if comparison is not None:
         text += "\n\n" + tabulate(comparison, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
         if fmt in ("markdown", "github"):
-            text += ("\n\n- Δ: the compared row minus the best other row at that fraction (best in rsum, and "
-                     "separately best in retention); positive favours the compared row.")
+            text += ("\n\n- Δ: the compared row minus " + ("each --against row" if against else
+                     "the best other row at that fraction (best in rsum, and separately best in retention)") +
+                     "; positive favours the compared row.")
             if "Δ rsum 95 % CI" in comparison:
                 text += ("\n- 95 % CI: paired percentile bootstrap of Δ rsum, 1,000 resamples (seed 0) of the test "
                          "images, each with its captions, drawn alike for both rows, and of each row's seeds "

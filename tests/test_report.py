@@ -146,6 +146,27 @@ def test_compare_picks_the_best_other_row_in_rsum_and_in_retention_separately():
         comparison_table(table, "jwae")
 
 
+def test_against_compares_with_each_named_row_in_turn():
+    from bench.report import comparison_table
+
+    table = summary_table(_frame({
+        ("mine", ""): {100: 200.0, 10: 120.0},
+        ("mine", "control"): {10: 100.0},
+        ("vse", ""): {100: 250.0, 10: 125.0},
+        ("cca", ""): {100: 100.0, 10: 70.0},
+    }))
+    out = comparison_table(table, "mine", against=["mine (minilm) [control]", "cca"])
+    lines = [(r["Paired %"], r["against"], r["Δ rsum"]) for _, r in out.iterrows()]
+    # the best other row (vse) is left out; a fraction without a named row has no line for it
+    assert lines == [("100", "cca (minilm)", "+100.0"), ("10", "mine (minilm) [control]", "+20.0"),
+                     ("10", "cca (minilm)", "+50.0")]
+    assert out.set_index("against").loc["cca (minilm)"].iloc[-1]["Δ retention"] == f"{120 / 200 - 0.7:+.3f}"
+    with pytest.raises(BenchError, match="is the compared row itself"):
+        comparison_table(table, "mine", against=["mine"])
+    with pytest.raises(BenchError, match="--against 'jwae' matches no row"):
+        comparison_table(table, "mine", against=["jwae"])
+
+
 def test_report_compare_option_prints_the_second_table(run_dir, capsys):
     assert main(["report", str(run_dir), "--compare", "cca"]) == 2  # one model only: nothing to compare with
     assert "no fraction has both" in capsys.readouterr().err
@@ -203,6 +224,11 @@ def test_compare_gives_a_bootstrap_interval_from_the_records_test_ranks(small_sy
     assert main(["report", str(tmp_path / "run"), "--compare", "cca", "--no-save"]) == 0
     out = capsys.readouterr().out
     assert "Δ rsum 95 % CI" in out and "paired percentile bootstrap" in out
+    assert main(["report", str(tmp_path / "run"), "--compare", "cca", "--against", "cca (tfidf) [small]",
+                 "--no-save"]) == 0
+    assert "| against" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "run"), "--against", "cca", "--no-save"]) == 2
+    assert "give the compared row with --compare" in capsys.readouterr().err
     # the interval brackets the point difference
     frame = records_frame(load_records([tmp_path / "run"]))
     from bench.report import comparison_table

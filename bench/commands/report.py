@@ -36,6 +36,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--compare", default=None, metavar="ROW",
                         help="also print ROW (e.g. mine) against the best other row at each fraction, "
                              "in rsum and retention")
+    report.add_argument("--against", action="append", default=None, metavar="ROW",
+                        help="with --compare: compare with this row instead of the best other one; repeat it "
+                             "for several (one line per row and fraction)")
     report.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="also draw R@K and rsum vs fraction")
     report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
     report.add_argument("--latency", type=Path, default=None, metavar="FILE.json",
@@ -96,7 +99,7 @@ def report_command(args: argparse.Namespace) -> int:
     table = summary_table(frame)
     reference = load_reference(args.reference) if args.reference else None
     latency = load_latency(args.latency) if args.latency else None
-    text = render(table, args.format, reference, args.compare, latency, frame)
+    text = render(table, args.format, reference, args.compare, latency, frame, args.against)
     if saved_table is not None:
         write_output(saved_table, lambda: atomic_write_text(saved_table, text), "report")
     if args.output:
