@@ -214,7 +214,8 @@ class JWAEModel(EmbeddingModel):
         decoder_hidden = cfg.decoder_hidden if self.text.reads_words else cfg.sentence_decoder_hidden
         self.modules = {  # built in this order, so the seeded initial weights don't move
             "image_encoder": ImageEncoder(feature_dim, d, normalize=False),
-            "text_encoder": self.text.encoder(d, cfg.word_dim, cfg.num_layers, normalize=False),
+            "text_encoder": self.text.encoder(d, cfg.word_dim, cfg.num_layers, normalize=False,
+                                              word_dropout=cfg.encoder_word_dropout),
             "image_decoder": MLPDecoder(d, tuple(cfg.image_decoder_hidden), feature_dim),
             "text_decoder": self.text.decoder(d, decoder_hidden, cfg.decoder_word_dim, cfg.decoder_layers,
                                               cfg.word_dropout),

@@ -83,7 +83,8 @@ class VSEModel(EmbeddingModel):
         self.start_fit(context, paired.captions)
         device = self.device
         self.image_encoder = ImageEncoder(paired.features.shape[1], cfg.embed_size).to(device)
-        self.text_encoder = self.text.encoder(cfg.embed_size, cfg.word_dim, cfg.num_layers).to(device)
+        self.text_encoder = self.text.encoder(cfg.embed_size, cfg.word_dim, cfg.num_layers,
+                                              word_dropout=cfg.encoder_word_dropout).to(device)
         modules = {"image_encoder": self.image_encoder, "text_encoder": self.text_encoder}
         parameters = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(parameters, lr=cfg.lr)

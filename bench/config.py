@@ -164,6 +164,9 @@ class TrainingConfig(ModelConfig):
     text_encoder: str = "gru"  # a text side of bench.nn.text: "gru" (learnt from words) or "minilm" (frozen)
     word_dim: int = bounded(300, AT_LEAST_ONE)  # word embedding size (gru)
     min_count: int = bounded(4, AT_LEAST_ONE)  # vocabulary threshold, over the training captions the model sees (gru)
+    # in training, each word the GRU text encoder reads becomes <unk> with this probability (gru; 0 = off,
+    # as in VSE++): a regulariser for a GRU that learns its words from a few thousand pairs
+    encoder_word_dropout: float = bounded(0.0, PROBABILITY)
     margin: float = bounded(0.2, NON_NEGATIVE)  # hinge margin
     max_violation: bool = True  # hardest negatives (VSE++) or every violating negative (VSE0)
     lr: float = bounded(2e-4, POSITIVE)  # Adam learning rate

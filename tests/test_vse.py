@@ -101,6 +101,22 @@ def test_last_token_state_with_mixed_lengths(normalize):
     torch.testing.assert_close(batch, alone, rtol=0, atol=1e-6)
 
 
+def test_encoder_word_dropout_reads_words_as_unk_in_training_only():
+    encoder = GRUTextEncoder(vocab_size=50, word_dim=12, embed_size=16, word_dropout=0.5, unk_id=3, first_word_id=4)
+    seen = []
+    encoder.embed.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    tokens = torch.cat([torch.full((64, 1), 1), torch.randint(4, 50, (64, 20)), torch.full((64, 1), 2)], dim=1)
+    lengths = torch.full((64,), 22)
+    torch.manual_seed(0)
+    encoder.train()(tokens, lengths)
+    read = seen[-1]
+    dropped = read != tokens
+    assert (read[dropped] == 3).all() and not dropped[:, [0, -1]].any()  # <start> and <end> are kept
+    assert 0.4 < dropped[:, 1:-1].float().mean().item() < 0.6
+    encoder.eval()(tokens, lengths)
+    assert torch.equal(seen[-1], tokens)  # evaluation reads every word
+
+
 def test_image_encoder_and_word_embedding_init():
     torch.manual_seed(2)
     image = ImageEncoder(300, embed_size=200)

@@ -151,7 +151,8 @@ class UnimodelModel(EmbeddingModel):
         text_encoder = text_decoder = None
         text_dim = self.text.vector_dim
         if self.text.reads_words:
-            text_encoder = self.text.encoder(cfg.text_embed_dim, cfg.word_dim, cfg.text_layers, normalize=True)
+            text_encoder = self.text.encoder(cfg.text_embed_dim, cfg.word_dim, cfg.text_layers, normalize=True,
+                                             word_dropout=cfg.encoder_word_dropout)
             text_decoder = self.text.decoder(cfg.text_embed_dim, cfg.decoder_hidden, cfg.word_dim, cfg.decoder_layers,
                                              cfg.word_dropout)
             text_dim = cfg.text_embed_dim

@@ -27,7 +27,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.nn.encoders import GRUTextEncoder, LinearEncoder
 from bench.nn.sentences import DIMENSION, ENCODER_NAME
-from bench.text import VOCABULARY_FILE, Vocabulary
+from bench.text import SPECIALS, VOCABULARY_FILE, Vocabulary
 
 
 # -- what a side hands its encoder ----------------------------------------------------------
@@ -80,8 +80,9 @@ class TextSide(abc.ABC):
     def prepare(self, captions: list[str]) -> TokenizedCaptions | SentenceVectors: ...
 
     @abc.abstractmethod
-    def encoder(self, embed_size: int, word_dim: int = 300, num_layers: int = 1, normalize: bool = True) -> nn.Module:
-        ...
+    def encoder(self, embed_size: int, word_dim: int = 300, num_layers: int = 1, normalize: bool = True,
+                word_dropout: float = 0.0) -> nn.Module:
+        """An encoder of this side's input into ``embed_size``; ``word_dropout`` acts on words (gru)."""
 
     @abc.abstractmethod
     def decoder(self, code_dim: int, hidden: int, word_dim: int = 300, num_layers: int = 2,
@@ -127,8 +128,11 @@ class WordText(TextSide):
         vocabulary = self._words()
         return TokenizedCaptions([vocabulary.encode(c) for c in captions])
 
-    def encoder(self, embed_size: int, word_dim: int = 300, num_layers: int = 1, normalize: bool = True) -> nn.Module:
-        return GRUTextEncoder(len(self._words()), word_dim, embed_size, num_layers, normalize)
+    def encoder(self, embed_size: int, word_dim: int = 300, num_layers: int = 1, normalize: bool = True,
+                word_dropout: float = 0.0) -> nn.Module:
+        words = self._words()
+        return GRUTextEncoder(len(words), word_dim, embed_size, num_layers, normalize, word_dropout,
+                              unk_id=words.unk_id, first_word_id=len(SPECIALS))
 
     def decoder(self, code_dim: int, hidden: int, word_dim: int = 300, num_layers: int = 2,
                 word_dropout: float = 0.0) -> nn.Module:
@@ -162,7 +166,8 @@ class SentenceText(TextSide):
 
         return SentenceVectors(torch.from_numpy(sentences.encode_sentences(captions)))
 
-    def encoder(self, embed_size: int, word_dim: int = 300, num_layers: int = 1, normalize: bool = True) -> nn.Module:
+    def encoder(self, embed_size: int, word_dim: int = 300, num_layers: int = 1, normalize: bool = True,
+                word_dropout: float = 0.0) -> nn.Module:  # noqa: ARG002 - no words to drop
         return LinearEncoder(self.vector_dim, embed_size, normalize)
 
     def decoder(self, code_dim: int, hidden: int, word_dim: int = 300, num_layers: int = 2,
