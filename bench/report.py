@@ -307,7 +307,7 @@ def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None
             for name in against_names:
                 other = others[others["_name"] == name]
                 if not other.empty:
-                    rows.append({**where, **_difference(m, other.iloc[0], frame, "against")})
+                    rows.append({**where, **_difference(m, other.iloc[0], frame, "against", retention=True)})
             continue
         row = {**where, **_difference(m, others.loc[others["rsum"].idxmax()], frame, "best other (rsum)")}
         kept = others.dropna(subset=["retention"])
@@ -327,9 +327,10 @@ def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None
     return out
 
 
-def _difference(row: pd.Series, other: pd.Series, frame: pd.DataFrame | None, title: str) -> dict[str, str]:
-    """The columns of ``row`` minus ``other`` in rsum (named under ``title``), with the bootstrap interval
-    when both rows' runs kept their test ranks, and with retention when ``title`` is ``against``."""
+def _difference(row: pd.Series, other: pd.Series, frame: pd.DataFrame | None, title: str,
+                retention: bool = False) -> dict[str, str]:
+    """The columns of ``row`` minus ``other`` in rsum (``other`` named under ``title``), with the bootstrap
+    interval when both rows' runs kept their test ranks, and with Δ retention when asked and both have one."""
     out = {title: other["_name"], "its rsum": f"{other['rsum']:.1f}", "Δ rsum": f"{row['rsum'] - other['rsum']:+.1f}"}
     first, second = _runs_of(frame, row), _runs_of(frame, other)
     if first and second:
@@ -338,7 +339,7 @@ def _difference(row: pd.Series, other: pd.Series, frame: pd.DataFrame | None, ti
         out["CI excludes 0"] = "yes" if interval["excludes_zero"] else "no"
     elif frame is not None:
         out["Δ rsum 95 % CI"], out["CI excludes 0"] = "n/a (records without test ranks)", ""
-    if title == "against" and not np.isnan(row["retention"]) and not np.isnan(other["retention"]):
+    if retention and not np.isnan(row["retention"]) and not np.isnan(other["retention"]):
         out["Δ retention"] = f"{row['retention'] - other['retention']:+.3f}"
     return out
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from bench.nn import l2_normalize
+from bench.text import SPECIALS, UNK
 
 
 class LinearEncoder(nn.Module):
@@ -45,7 +46,8 @@ class GRUTextEncoder(nn.Module):
     """
 
     def __init__(self, vocab_size: int, word_dim: int, embed_size: int, num_layers: int = 1,
-                 normalize: bool = True, word_dropout: float = 0.0, unk_id: int = 3, first_word_id: int = 4) -> None:
+                 normalize: bool = True, word_dropout: float = 0.0, unk_id: int = SPECIALS.index(UNK),
+                 first_word_id: int = len(SPECIALS)) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=0)
         self.rnn = nn.GRU(word_dim, embed_size, num_layers, batch_first=True)
