@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import torch
 
-from bench.config import TrainingConfig
+from bench.config import CPU_UPDATE_CAP, TrainingConfig
 from bench.search_space import UPDATES, Choice, LogUniform, ShareOfCap, Uniform
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
@@ -46,7 +46,8 @@ from bench.training import EpochLog, minibatches, optimizer_step, run_training
 # number of updates, the same at every paired fraction: 2,820 is 12 epochs of Flickr8k's 30,000
 # training captions in batches of 128, with the lr drop at 8/12 of the run. Counting epochs
 # instead gave 10 % paired a tenth of the updates (288), too few for a GRU to learn its words.
-CPU_PROFILE = {"embed_size": 512, "updates": 2820, "epochs": 12, "lr_decay_epoch": 8, "text_encoder": "minilm"}
+CPU_PROFILE = {"embed_size": 512, "updates": CPU_UPDATE_CAP, "epochs": 12, "lr_decay_epoch": 8,
+               "text_encoder": "minilm"}
 # quick (the embedded synthetic data): the cpu settings, counted in epochs of that small data
 QUICK_PROFILE = {**CPU_PROFILE, "updates": 0}
 

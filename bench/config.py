@@ -157,6 +157,12 @@ class ModelConfig:
         return apply_overrides(config, overrides)
 
 
+# The update cap of the cpu profiles that train a text side with the hinge from the first update
+# (vse, jwae, and mine with GRU text): 12 epochs of Flickr8k's 30,000 training captions in batches
+# of 128, the same at every paired fraction. One number, so those rows get the same budget.
+CPU_UPDATE_CAP = 2820
+
+
 @dataclass(frozen=True)
 class TrainingConfig(ModelConfig):
     """The settings every neural model shares; a model's config adds its own fields after these."""

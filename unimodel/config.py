@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from bench.config import TrainingConfig
+from bench.config import CPU_UPDATE_CAP, TrainingConfig
 from bench.errors import BenchError
 from bench.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
 
@@ -107,7 +107,7 @@ class UnimodelConfig(TrainingConfig):
     # of the 30,000 overlap captions, lr drop after 8), so the three GRU rows get the same budget. The
     # cpu profile's 2,021 updates count a stage 1 that GRU text does not have; without it they are 8
     # epochs (1,880). At 25 % the longer cap lifted dev rsum from 101.9 to 105.6 (reports/flickr8k-gru).
-    PROFILE_TEXT_ENCODER_SETTINGS: ClassVar[dict] = {"cpu": {"gru": {"updates": 2820}}}
+    PROFILE_TEXT_ENCODER_SETTINGS: ClassVar[dict] = {"cpu": {"gru": {"updates": CPU_UPDATE_CAP}}}
 
     # What `bench tune` searches: the vse/jwae terms (lr, size, margin, updates), dropout, the
     # stage-1 length and the scenario weights that are on in the cpu profile.

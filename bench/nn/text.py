@@ -27,7 +27,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.nn.encoders import GRUTextEncoder, LinearEncoder
 from bench.nn.sentences import DIMENSION, ENCODER_NAME
-from bench.text import SPECIALS, VOCABULARY_FILE, Vocabulary
+from bench.text import VOCABULARY_FILE, Vocabulary
 
 
 # -- what a side hands its encoder ----------------------------------------------------------
@@ -131,8 +131,7 @@ class WordText(TextSide):
     def encoder(self, embed_size: int, word_dim: int = 300, num_layers: int = 1, normalize: bool = True,
                 word_dropout: float = 0.0) -> nn.Module:
         words = self._words()
-        return GRUTextEncoder(len(words), word_dim, embed_size, num_layers, normalize, word_dropout,
-                              unk_id=words.unk_id, first_word_id=len(SPECIALS))
+        return GRUTextEncoder(len(words), word_dim, embed_size, num_layers, normalize, word_dropout, words.unk_id)
 
     def decoder(self, code_dim: int, hidden: int, word_dim: int = 300, num_layers: int = 2,
                 word_dropout: float = 0.0) -> nn.Module:
