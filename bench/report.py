@@ -436,7 +436,8 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
                      "; positive favours the compared row.")
             if "Δ rsum 95 % CI" in comparison:
                 text += ("\n- 95 % CI: paired percentile bootstrap of Δ rsum, 1,000 resamples (seed 0) of the test "
-                         "images, each with its captions, drawn alike for both rows, and of each row's seeds "
+                         "images, each with its captions, drawn alike for both rows, and of the seeds: drawn alike "
+                         "too when both rows ran on the same split files, else each row's independently "
                          "(bench/stats.py); 'yes' when the interval excludes 0.")
     budget = budget_table(frame) if frame is not None and fmt in ("markdown", "github") else None
     if budget is not None:

@@ -8,8 +8,12 @@ plus a mean over captions (t2i), so it can be recomputed for any multiset of tes
 
 1. test images with replacement, each with all its captions; the *same* draw is applied to both
    rows (the comparison is paired: both models answered the same queries);
-2. for each row, its seeds (runs) with replacement, so the spread between training seeds is
-   part of the interval.
+2. the runs (seeds) with replacement, so the spread between training seeds is part of the
+   interval. When both rows ran on the same split files (one run per split on each side, as a grid
+   with the same seeds gives), the runs are drawn as pairs: one draw of splits, applied to both rows.
+   A split that is harder for every model then moves both sides together instead of widening the
+   interval, and a row against itself is exactly 0. Otherwise each row's runs are drawn
+   independently.
 
 Each draw gives Δ = mean rsum of the first row's drawn runs − the same for the other row, on the
 drawn images. The interval is the 2.5th and 97.5th percentile of Δ (percentile bootstrap). The
@@ -33,13 +37,16 @@ class RunRanks:
 
     i2t: np.ndarray  # (n_images,) int
     t2i: list[np.ndarray]  # per image, its captions' ranks
+    split: str | None = None  # checksum of the run's split file: runs on one split pair up across rows
 
     @classmethod
     def from_record(cls, record: dict) -> "RunRanks | None":
         ranks = record.get("test_ranks")
         if not isinstance(ranks, dict):
             return None
-        return cls(np.asarray(ranks["i2t"], dtype=np.int64), [np.asarray(r, dtype=np.int64) for r in ranks["t2i"]])
+        split = (record.get("data") or {}).get("split_sha256")
+        return cls(np.asarray(ranks["i2t"], dtype=np.int64), [np.asarray(r, dtype=np.int64) for r in ranks["t2i"]],
+                   split)
 
     def per_image(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per image: i2t hits summed over K (0-3), t2i hits of its captions summed over K, its caption count."""
@@ -74,6 +81,15 @@ def _resampled_rsums(runs: list[RunRanks], weights: np.ndarray) -> np.ndarray:
     return out
 
 
+def shared_splits(first: list[RunRanks], second: list[RunRanks]) -> list[str] | None:
+    """The splits both rows ran on, when each row has exactly one run on each of the same splits; else None."""
+    splits_a, splits_b = [r.split for r in first], [r.split for r in second]
+    for splits in (splits_a, splits_b):
+        if None in splits or len(set(splits)) != len(splits):
+            return None
+    return sorted(splits_a) if set(splits_a) == set(splits_b) else None
+
+
 def bootstrap_delta(first: list[RunRanks], second: list[RunRanks], resamples: int = 1000, seed: int = 0,
                     level: float = 0.95) -> dict:
     """Δ rsum (first − second, means over runs) and its percentile-bootstrap interval (see the module)."""
@@ -85,12 +101,18 @@ def bootstrap_delta(first: list[RunRanks], second: list[RunRanks], resamples: in
     weights = np.zeros((resamples, n))
     np.add.at(weights, (np.repeat(np.arange(resamples), n), images.ravel()), 1.0)
     a, b = _resampled_rsums(first, weights), _resampled_rsums(second, weights)
-    pick_a = rng.integers(0, len(first), size=(resamples, len(first)))
-    pick_b = rng.integers(0, len(second), size=(resamples, len(second)))
+    shared = shared_splits(first, second)
+    if shared is not None:  # one draw of splits for both rows
+        pick = rng.integers(0, len(shared), size=(resamples, len(shared)))
+        pick_a = np.array([[r.split for r in first].index(s) for s in shared])[pick]
+        pick_b = np.array([[r.split for r in second].index(s) for s in shared])[pick]
+    else:
+        pick_a = rng.integers(0, len(first), size=(resamples, len(first)))
+        pick_b = rng.integers(0, len(second), size=(resamples, len(second)))
     rows = np.arange(resamples)[:, None]
     deltas = a[rows, pick_a].mean(axis=1) - b[rows, pick_b].mean(axis=1)
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(deltas, [tail, 100.0 - tail])
     point = float(np.mean([r.rsum() for r in first]) - np.mean([r.rsum() for r in second]))
     return {"delta": point, "low": float(low), "high": float(high), "excludes_zero": bool(low > 0 or high < 0),
-            "resamples": resamples, "runs": (len(first), len(second))}
+            "resamples": resamples, "runs": (len(first), len(second)), "paired_splits": shared is not None}

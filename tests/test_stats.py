@@ -53,3 +53,37 @@ def test_two_equal_models_get_an_interval_that_covers_zero_about_95_percent_of_t
             rows.append([_run(rng.geometric(0.15, 200) - 1, [rng.geometric(0.12, 5) - 1 for _ in range(200)])])
         excluded += bootstrap_delta(rows[0], rows[1], resamples=400, seed=int(rng.integers(1 << 30)))["excludes_zero"]
     assert 0.01 <= excluded / repetitions <= 0.12
+
+
+def _runs_by_split(rank_by_split: dict[str, int]) -> list[RunRanks]:
+    """One run per split in which every query has the same rank (0: a hit at every K; 5: at K=10 only)."""
+    return [RunRanks(np.full(50, rank, dtype=np.int64), [np.full(5, rank, dtype=np.int64)] * 50, split)
+            for split, rank in rank_by_split.items()]
+
+
+def test_runs_on_the_same_splits_are_drawn_as_pairs():
+    """Split "hard" costs both rows 400 rsum; the first row is 200 better on each split. Drawn as
+    pairs, every resample sees Δ = +200; drawn independently, a resample can set the first row's hard
+    split against the second row's easy one (Δ = −200)."""
+    first = _runs_by_split({"easy": 0, "hard": 5})  # rsum 600 and 200
+    second = _runs_by_split({"easy": 1, "hard": 20})  # rsum 400 and 0
+    paired = bootstrap_delta(first, second)
+    assert paired["paired_splits"] and paired["delta"] == paired["low"] == paired["high"] == 200
+    unsplit = [RunRanks(r.i2t, r.t2i) for r in second]  # the same runs, splits unknown
+    independent = bootstrap_delta(first, unsplit)
+    assert not independent["paired_splits"] and independent["low"] < 0
+
+
+def test_a_row_against_itself_over_several_splits_is_exactly_zero():
+    rng = np.random.default_rng(3)
+    runs = [RunRanks(rng.integers(0, 30, 50), [rng.integers(0, 30, 5) for _ in range(50)], f"split{k}")
+            for k in range(3)]
+    interval = bootstrap_delta(runs, list(reversed(runs)))
+    assert interval["paired_splits"] and interval["delta"] == interval["low"] == interval["high"] == 0
+
+
+def test_rows_on_different_splits_are_drawn_independently():
+    rng = np.random.default_rng(4)
+    make = lambda split: RunRanks(rng.integers(0, 30, 50), [rng.integers(0, 30, 5) for _ in range(50)], split)  # noqa: E731
+    assert not bootstrap_delta([make("a"), make("b")], [make("a"), make("c")])["paired_splits"]
+    assert not bootstrap_delta([make("a"), make("a")], [make("a"), make("a")])["paired_splits"]
