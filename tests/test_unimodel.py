@@ -433,6 +433,12 @@ def test_a_config_that_only_uses_pairs_ignores_the_unpaired_pools(tiny_data, tmp
     model, result = fit(tiny_config(**off, stage1_epochs=0, epochs=1), tiny_data, tmp_path)
     losses = {k for k in result.validation_curve[0] if k.startswith("loss_")}
     assert losses == {"loss_total", "loss_paired_retrieval"}
+    # its vocabulary is the paired captions', as vse's: a word only unpaired captions hold would keep
+    # an embedding that never trains
+    paired, unpaired = tiny_data[1], tiny_data[2]
+    assert model.text.vocabulary.words == Vocabulary.build(paired.captions, min_count=1).words
+    everything = Vocabulary.build(list(paired.captions) + list(unpaired.captions), min_count=1)
+    assert len(everything) > len(model.text.vocabulary)
 
 
 def test_unfitted_model_refuses_to_embed():

@@ -211,12 +211,20 @@ class UnimodelModel(EmbeddingModel):
         return stage1, math.ceil(max(paired.n_captions, n_images, n_texts) / cfg.batch_size)
 
     def prepare(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> TrainingData:
-        """Seed, text side (its vocabulary from every training caption the model sees, each once),
-        the parts (image standardisation from every training image seen, once) and the tensors."""
+        """Seed, text side (its vocabulary from every caption the model trains on, each once), the
+        parts (image standardisation from every training image seen, once) and the tensors.
+
+        A config with every unpaired scenario off (a paired-only control) trains on no unpaired
+        caption, so its vocabulary comes from the paired captions alone, as ``vse``'s does: a word
+        seen only in unpaired captions would otherwise keep its random, never-trained embedding and
+        read as noise at test time instead of ``<unk>`` (at 25 % paired, in 31 % of Flickr8k's dev
+        captions)."""
         cfg: UnimodelConfig = self.config
         pools = training_pools(paired, unpaired, cfg.paired_as_unpaired)
-        _, seen_captions = _union(paired.caption_ids, paired.captions, list(unpaired.caption_ids),
-                                  list(unpaired.captions))
+        seen_captions = list(paired.captions)
+        if needs_unpaired(cfg):
+            _, seen_captions = _union(paired.caption_ids, paired.captions, list(unpaired.caption_ids),
+                                      list(unpaired.captions))
         self.start_fit(context, seen_captions)
         feature_dim = paired.features.shape[1] if paired.n_images else unpaired.features.shape[1]
         self.parts = self.build_parts(feature_dim)
