@@ -81,13 +81,18 @@ def _resampled_rsums(runs: list[RunRanks], weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def shared_splits(first: list[RunRanks], second: list[RunRanks]) -> list[str] | None:
-    """The splits both rows ran on, when each row has exactly one run on each of the same splits; else None."""
-    splits_a, splits_b = [r.split for r in first], [r.split for r in second]
-    for splits in (splits_a, splits_b):
-        if None in splits or len(set(splits)) != len(splits):
+def split_pairing(first: list[RunRanks], second: list[RunRanks]) -> tuple[np.ndarray, np.ndarray] | None:
+    """When each row has exactly one run on each of the same splits: for every split (in sorted order),
+    the index of its run in ``first`` and in ``second``. Otherwise None."""
+    index_a = {run.split: i for i, run in enumerate(first)}
+    index_b = {run.split: i for i, run in enumerate(second)}
+    for index, runs in ((index_a, first), (index_b, second)):
+        if None in index or len(index) != len(runs):
             return None
-    return sorted(splits_a) if set(splits_a) == set(splits_b) else None
+    if index_a.keys() != index_b.keys():
+        return None
+    splits = sorted(index_a)
+    return np.array([index_a[s] for s in splits]), np.array([index_b[s] for s in splits])
 
 
 def bootstrap_delta(first: list[RunRanks], second: list[RunRanks], resamples: int = 1000, seed: int = 0,
@@ -101,11 +106,10 @@ def bootstrap_delta(first: list[RunRanks], second: list[RunRanks], resamples: in
     weights = np.zeros((resamples, n))
     np.add.at(weights, (np.repeat(np.arange(resamples), n), images.ravel()), 1.0)
     a, b = _resampled_rsums(first, weights), _resampled_rsums(second, weights)
-    shared = shared_splits(first, second)
-    if shared is not None:  # one draw of splits for both rows
-        pick = rng.integers(0, len(shared), size=(resamples, len(shared)))
-        pick_a = np.array([[r.split for r in first].index(s) for s in shared])[pick]
-        pick_b = np.array([[r.split for r in second].index(s) for s in shared])[pick]
+    pairing = split_pairing(first, second)
+    if pairing is not None:  # one draw of splits for both rows
+        pick = rng.integers(0, len(pairing[0]), size=(resamples, len(pairing[0])))
+        pick_a, pick_b = pairing[0][pick], pairing[1][pick]
     else:
         pick_a = rng.integers(0, len(first), size=(resamples, len(first)))
         pick_b = rng.integers(0, len(second), size=(resamples, len(second)))
@@ -115,4 +119,4 @@ def bootstrap_delta(first: list[RunRanks], second: list[RunRanks], resamples: in
     low, high = np.percentile(deltas, [tail, 100.0 - tail])
     point = float(np.mean([r.rsum() for r in first]) - np.mean([r.rsum() for r in second]))
     return {"delta": point, "low": float(low), "high": float(high), "excludes_zero": bool(low > 0 or high < 0),
-            "resamples": resamples, "runs": (len(first), len(second)), "paired_splits": shared is not None}
+            "resamples": resamples, "runs": (len(first), len(second)), "paired_splits": pairing is not None}
