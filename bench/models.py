@@ -98,6 +98,10 @@ class RetrievalModel(abc.ABC):
     aliases: ClassVar[tuple[str, ...]] = ()
     config_class: ClassVar[type]  # a frozen dataclass with ModelConfig's profiles
     uses_unpaired: ClassVar[bool] = False
+    # Raise by one with a change that makes some existing config train differently (a bug fix that
+    # adds no config field). It joins the config hash, so earlier records and checkpoints of the model
+    # are no longer taken as finished or resumed; 0 leaves hashes as they were before revisions existed.
+    revision: ClassVar[int] = 0
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -3,7 +3,7 @@
 Every model, built-in or third-party, is registered the same way: through the entry-point
 group ``bench.models`` (see ``pyproject.toml``). An entry point names a
 :class:`~bench.models.RetrievalModel` subclass, whose class attributes (``name``,
-``summary``, ``aliases``, ``config_class``, ``uses_unpaired``) make its :class:`ModelSpec`;
+``summary``, ``aliases``, ``config_class``, ``uses_unpaired``, ``revision``) make its :class:`ModelSpec`;
 it may also name a zero-argument callable returning a spec or a list of specs.
 """
 
@@ -25,13 +25,14 @@ class ModelSpec:
     summary: str
     aliases: tuple[str, ...] = ()
     uses_unpaired: bool = False
+    revision: int = 0  # behaviour revision, part of the config hash (see RetrievalModel.revision)
 
     @classmethod
     def of(cls, model_class: type) -> "ModelSpec":
         """The spec a model class declares through its class attributes."""
         return cls(name=model_class.name, factory=model_class, config_class=model_class.config_class,
                    summary=model_class.summary, aliases=tuple(model_class.aliases),
-                   uses_unpaired=model_class.uses_unpaired)
+                   uses_unpaired=model_class.uses_unpaired, revision=getattr(model_class, "revision", 0))
 
 
 MODELS: dict[str, ModelSpec] = {}

@@ -56,10 +56,13 @@ class Cell:
     label: str | None = None  # names a variant (e.g. an ablation) so its records don't replace the base model's
     pools: PoolSpec = field(default_factory=PoolSpec, compare=False)  # share of the unpaired pools, extra sources
     tuned_from: dict | None = field(default=None, compare=False)  # --profile tuned: the file the config came from
+    revision: int = field(default=0, compare=False)  # the model's behaviour revision (RetrievalModel.revision)
 
     @property
     def config_hash(self) -> str:
         payload = {"model": self.model, "profile": self.profile, "config": config_to_dict(self.config)}
+        if self.revision:  # left out at 0, so hashes from before revisions existed stay valid
+            payload["revision"] = self.revision
         return hashlib.sha256(to_json(payload).encode()).hexdigest()
 
     @property
@@ -118,7 +121,7 @@ def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], se
                     chosen = getattr(config, "text_encoder", None) if has_text_choice else None
                     for pools in variants:
                         cells.append(Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config, label,
-                                          pools, tuned))
+                                          pools, tuned, spec.revision))
     return cells
 
 
@@ -273,6 +276,7 @@ def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit,
         "name": cell.name,
         "config": config_to_dict(cell.config),
         "config_hash": cell.config_hash,
+        "model_revision": cell.revision,
         "uses_unpaired": spec.uses_unpaired,
         "provenance": {**environment(device), "started_at": started_at},
     }

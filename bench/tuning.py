@@ -54,10 +54,12 @@ class StudySpec:
     trials: int
     update_cap: int
     seed: int = 0  # of the split file and of the sampler
+    revision: int = 0  # the model's behaviour revision: a raised one starts a new study, not old trials
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}_{self.tuned_path(Path()).stem}"
+        revision = f"_r{self.revision}" if self.revision else ""
+        return f"{self.dataset}_{self.tuned_path(Path()).stem}{revision}"
 
     def tuned_path(self, tuned_dir: Path) -> Path:
         return tuned_file(tuned_dir, self.dataset, self.model, self.text_encoder, self.fraction)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -15,6 +17,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
+from bench.io import to_json
 from bench.config import ModelConfig
 from bench.models import RetrievalModel
 from bench.registry import ModelSpec, get_model_spec
@@ -58,6 +61,33 @@ def test_rerun_skips_finished_cells_and_force_recomputes(small_synthetic, small_
     assert len(changed.done) == 2  # another config hash is another result
     forced = _grid(small_synthetic, ["cca"], small_splits, tmp_path, force=True)
     assert len(forced.done) == 2
+
+
+def test_a_raised_model_revision_retrains_instead_of_reusing_old_results(small_synthetic, small_splits, tmp_path):
+    cca = get_model_spec("cca")
+    _grid(small_synthetic, [cca], small_splits, tmp_path, fractions=(25,))
+    name = "synthetic_cca_cpu_overlap_p25_seed0"
+    old = _records(tmp_path)[name]
+    # Revision 0 adds nothing to the hash, so records from before revisions existed stay current.
+    payload = {"model": "cca", "profile": "cpu", "config": old["config"]}
+    assert old["config_hash"] == hashlib.sha256(to_json(payload).encode()).hexdigest()
+    assert old["model_revision"] == 0
+
+    fixed = dataclasses.replace(cca, revision=1)  # a behaviour fix that added no config field
+    again = _grid(small_synthetic, [fixed], small_splits, tmp_path, fractions=(25,))
+    assert len(again.done) == 1 and not again.skipped
+    new = _records(tmp_path)[name]
+    assert new["model_revision"] == 1 and new["config_hash"] != old["config_hash"]
+    assert new["config"] == old["config"]
+    assert len(_grid(small_synthetic, [fixed], small_splits, tmp_path, fractions=(25,)).skipped) == 1
+
+    class Plain(_BrokenModel):
+        name, summary, config_class = "plain", "a model never fixed", _BrokenConfig
+
+    class Revised(Plain):
+        revision = 2
+
+    assert ModelSpec.of(Plain).revision == 0 and ModelSpec.of(Revised).revision == 2
 
 
 def test_same_cell_twice_gives_the_same_metrics(small_synthetic, small_splits, tmp_path):

@@ -134,3 +134,9 @@ def test_a_study_with_a_trial_running_elsewhere_is_written_by_the_last_process(t
     assert main([*args[:6], "3", *args[7:]]) == 0  # the holder is gone: its trial fails and is replaced
     written = json.loads(tuned.read_text())
     assert written["budget"]["trials_spent"] == 4 and written["budget"]["trials_failed"] == 1
+
+
+def test_a_raised_model_revision_starts_a_new_study():
+    before = StudySpec("synthetic", "vse", "gru", 25, "cpu", 5, 100)
+    assert before.name == "synthetic_vse_gru_p25"  # revision 0: the name studies have always had
+    assert StudySpec("synthetic", "vse", "gru", 25, "cpu", 5, 100, revision=1).name == "synthetic_vse_gru_p25_r1"

@@ -75,7 +75,7 @@ def tune_command(args: argparse.Namespace) -> int:
         for encoder in encoders:
             for fraction in fractions:
                 studies.append(StudySpec(dataset.name, spec.name, encoder, fraction, args.profile, args.trials,
-                                         args.update_cap, args.seed))
+                                         args.update_cap, args.seed, spec.revision))
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, args.trials)))
     if args.threads is not None and jobs == 1:
         import torch
