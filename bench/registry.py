@@ -32,7 +32,7 @@ class ModelSpec:
         """The spec a model class declares through its class attributes."""
         return cls(name=model_class.name, factory=model_class, config_class=model_class.config_class,
                    summary=model_class.summary, aliases=tuple(model_class.aliases),
-                   uses_unpaired=model_class.uses_unpaired, revision=getattr(model_class, "revision", 0))
+                   uses_unpaired=model_class.uses_unpaired, revision=model_class.revision)
 
 
 MODELS: dict[str, ModelSpec] = {}
