@@ -90,6 +90,41 @@ def test_a_raised_model_revision_retrains_instead_of_reusing_old_results(small_s
     assert ModelSpec.of(Plain).revision == 0 and ModelSpec.of(Revised).revision == 2
 
 
+def test_status_reads_finished_failed_running_and_superseded_cells(small_synthetic, small_splits, tmp_path, capsys):
+    from bench.status import run_status
+
+    overrides = {"vse": {"embed_size": "16", "word_dim": "8", "epochs": "2", "batch_size": "32", "text_encoder": "gru"}}
+    _grid(small_synthetic, ["vse"], small_splits, tmp_path, fractions=(50,), overrides=overrides)
+    broken = ModelSpec(name="broken", factory=_BrokenModel, config_class=_BrokenConfig, summary="always fails")
+    _grid(small_synthetic, [broken], small_splits, tmp_path, fractions=(50,))
+    name = "synthetic_vse-gru_cpu_overlap_p50_seed0"
+    record_path = tmp_path / "records" / f"{name}.json"
+    record = json.loads(record_path.read_text())
+    states = {r.name: r for r in run_status(tmp_path)}
+    assert states[name].state == "finished" and states[name].test_rsum == record["metrics"]["rsum"]
+    assert states["synthetic_broken_cpu_overlap_p50_seed0"].state == "failed"
+
+    # Without its record the cell reads as killed after its last epoch, with the checkpoint's dev curve.
+    record_path.rename(tmp_path / "kept.json")
+    running = {r.name: r for r in run_status(tmp_path)}[name]
+    curve = record["training"]["validation_curve"]
+    assert running.state == "in progress" and running.epochs_done == 2
+    assert running.best_dev_rsum == max(p["val_rsum"] for p in curve) and running.last_dev_rsum == curve[-1]["val_rsum"]
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "in progress" in out and "1 failed, 1 in progress" in out and "synthetic_broken" not in out.split("\n")[2]
+
+    # A work folder of another identity: superseded when the record is newer, a rerun under way when older.
+    (tmp_path / "kept.json").rename(record_path)
+    old = tmp_path / "work" / f"{name}-0123456789ab"
+    old.mkdir()
+    os.utime(old, (record_path.stat().st_mtime - 60,) * 2)
+    states = {r.name: r.state for r in run_status(tmp_path)}
+    assert states[name] == "finished" and states[f"{name} (0123456789ab)"] == "superseded"
+    os.utime(old, (record_path.stat().st_mtime + 60,) * 2)
+    assert {r.name: r.state for r in run_status(tmp_path)}[f"{name} (0123456789ab)"] == "in progress"
+
+
 def test_same_cell_twice_gives_the_same_metrics(small_synthetic, small_splits, tmp_path):
     overrides = {"vse": {"embed_size": "32", "word_dim": "16", "epochs": "2", "batch_size": "32", "text_encoder": "gru"}}
     first, second = tmp_path / "a", tmp_path / "b"
@@ -148,6 +183,7 @@ def test_cli_run_and_report_on_default_data(tmp_path, capsys):
         (["run", "--models", "cca", "--set", "cca.nope=1"], "has no setting 'nope'"),
         (["run", "--models", "cca", "--set", "cca.dim=abc"], "is not a int"),
         (["report", "/no/such/run"], "run folder not found"),
+        (["status", "/no/such/run"], "is not a run folder"),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, capsys, tmp_path):

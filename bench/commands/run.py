@@ -67,6 +67,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars; one line per cell (for CI logs)")
     run.set_defaults(func=run_command)
 
+    status = subparsers.add_parser(
+        "status", help="which cells of a run folder finished, failed or are under way (epochs, dev rsum so far)",
+        description="Read a run folder's records and checkpoints, without disturbing a grid that is running.")
+    status.add_argument("run", nargs="?", type=Path, default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
+    status.add_argument("--all", action="store_true", help="list finished cells too, not only the count")
+    status.set_defaults(func=status_command)
+
 
 def list_models(args: argparse.Namespace) -> int:
     if getattr(args, "search_space", False):
@@ -146,4 +153,35 @@ def run_command(args: argparse.Namespace) -> int:
         for name, message in summary.failed:
             print(f"  failed: {name}: {message}")
         return 1
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes = seconds / 60
+    return f"{minutes:.0f} min ago" if minutes < 120 else f"{minutes / 60:.1f} h ago"
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.status import run_status
+
+    if not (args.run / "records").is_dir() and not (args.run / "work").is_dir():
+        raise BenchError(f"{args.run} is not a run folder (it has neither records/ nor work/); "
+                         "give the --out folder of a `bench run`")
+    rows = run_status(args.run)
+    shown = [r for r in rows if args.all or r.state != "finished"]
+    number = lambda value: "" if value is None else f"{value:.1f}"  # noqa: E731
+    table = [{"cell": r.name, "state": r.state, "epochs done": "" if r.epochs_done is None else r.epochs_done,
+              "best dev rsum": number(r.best_dev_rsum) + (f" (epoch {r.best_epoch})" if r.best_epoch is not None else ""),
+              "last dev rsum": number(r.last_dev_rsum), "checkpoint written": _age(r.checkpoint_age_s),
+              "test rsum": number(r.test_rsum)} for r in shown]
+    if table:
+        print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
+    counts = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cells yet", f"in {args.run}")
     return 0
