@@ -41,7 +41,10 @@ def _from_checkpoint(name: str, state: str, folder: Path, now: float) -> CellSta
     path = folder / CHECKPOINT_NAME
     if not path.exists():  # killed (or still) within its first epoch, or in a stage before the main one
         return CellStatus(name, state, epochs_done=0)
-    curve = [point for point in _curve(path) if "val_rsum" in point]
+    try:
+        curve = [point for point in _curve(path) if "val_rsum" in point]
+    except Exception:  # a truncated or foreign file: say so in the row instead of stopping the listing
+        return CellStatus(name, f"{state} (checkpoint unreadable)", checkpoint_age_s=now - path.stat().st_mtime)
     best = max(curve, key=lambda point: point["val_rsum"], default=None)
     return CellStatus(name, state, epochs_done=len(curve),
                       best_dev_rsum=best["val_rsum"] if best else None, best_epoch=best["epoch"] if best else None,

@@ -123,6 +123,8 @@ def test_status_reads_finished_failed_running_and_superseded_cells(small_synthet
     assert states[name] == "finished" and states[f"{name} (0123456789ab)"] == "superseded"
     os.utime(old, (record_path.stat().st_mtime + 60,) * 2)
     assert {r.name: r.state for r in run_status(tmp_path)}[f"{name} (0123456789ab)"] == "in progress"
+    (old / "checkpoint.pt").write_bytes(b"cut short")
+    assert {r.name: r.state for r in run_status(tmp_path)}[f"{name} (0123456789ab)"] == "in progress (checkpoint unreadable)"
 
 
 def test_same_cell_twice_gives_the_same_metrics(small_synthetic, small_splits, tmp_path):
