@@ -232,6 +232,12 @@ def work_dir(out: Path, cell: Cell, identity: str) -> Path:
     return out / "work" / f"{cell.name}-{identity[:12]}"
 
 
+def parse_work_dir(folder: Path) -> tuple[str, str]:
+    """The cell name and identity prefix a :func:`work_dir` folder was named from."""
+    name, _, identity = folder.name.rpartition("-")
+    return name, identity
+
+
 def read_record(path: Path) -> dict | None:
     try:
         record = json.loads(path.read_text())

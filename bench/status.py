@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.runner import read_record, record_identity
+from bench.runner import parse_work_dir, read_record, record_identity
 from bench.training import CHECKPOINT_NAME
 
 
@@ -69,7 +69,7 @@ def run_status(out: Path) -> list[CellStatus]:
         else:
             rows[name] = CellStatus(name, "failed")
     for folder in sorted(path for path in (out / "work").glob("*") if path.is_dir()):
-        name, _, identity = folder.name.rpartition("-")
+        name, identity = parse_work_dir(folder)
         record = records.get(name)
         if record is not None and (record_identity(record) or "").startswith(identity):
             continue  # the record already says how this cell ended

@@ -164,6 +164,8 @@ def _age(seconds: float | None) -> str:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from tabulate import tabulate
 
     from bench.status import run_status
@@ -180,8 +182,6 @@ def status_command(args: argparse.Namespace) -> int:
               "test rsum": number(r.test_rsum)} for r in shown]
     if table:
         print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
-    counts = {}
-    for r in rows:
-        counts[r.state] = counts.get(r.state, 0) + 1
+    counts = Counter(r.state for r in rows)
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cells yet", f"in {args.run}")
     return 0
