@@ -345,7 +345,7 @@ def write_tuned_file(study: StudySpec, storage: str, data: TuningData, dataset: 
     payload = {
         "profile": TUNED_PROFILE,
         "dataset": study.dataset, "model": study.model, "text_encoder": study.text_encoder,
-        "fraction": study.fraction,
+        "fraction": study.fraction, "model_revision": study.revision,
         "config": best.user_attrs["config"],
         "best": {"trial": best.number, "dev_rsum": best.value, "params": best.params,
                  "updates": best.user_attrs.get("updates")},
@@ -397,10 +397,19 @@ def tuned_config(spec: ModelSpec, dataset: str, text_encoder: str | None, fracti
                          f"--models {spec.name}{text} --fractions {format_fraction(fraction)}`")
     nearest = min(found, key=lambda f: (abs(f - fraction), f))
     path, data = found[nearest]
+    # Settings tuned for older behaviour are not this model's tuned settings: a raised revision
+    # starts a new study (StudySpec.name), so its profile must come from that study too. Files
+    # written before revisions existed are revision 0.
+    tuned_revision = int(data.get("model_revision", 0))
+    if tuned_revision != spec.revision:
+        text = f" --text-encoders {text_encoder}" if text_encoder else ""
+        raise BenchError(f"{path} was tuned for {spec.name} revision {tuned_revision}, but {spec.name} is now at "
+                         f"revision {spec.revision}; retune with `bench tune --dataset {dataset} --models "
+                         f"{spec.name}{text} --fractions {format_fraction(nearest)}`, or run another profile")
     config = apply_overrides(config_from_dict(spec.config_class, data["config"]), overrides or {})
     source = {"file": str(path), "sha256": sha256_file(path), "tuned_fraction": nearest,
               "trials_spent": data["budget"]["trials_spent"], "update_cap": data["budget"]["update_cap"],
-              "tuning_wall_s": data["budget"]["wall_s"]}
+              "tuning_wall_s": data["budget"]["wall_s"], "model_revision": tuned_revision}
     return config, source
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -74,6 +75,11 @@ def test_a_run_with_the_tuned_profile_uses_the_file_and_names_it(tuning_folder, 
     assert source["tuned_fraction"] == 25 and source["file"].endswith("vse_minilm_p25.json")  # nearest tuned fraction
     with pytest.raises(BenchError, match="bench tune --dataset synthetic --models vse --text-encoders gru"):
         tuned_config(spec, "synthetic", "gru", 25, folder / "tuned")
+    # settings tuned before a behaviour fix are refused once the model's revision is raised
+    assert tuned["model_revision"] == spec.revision == source["model_revision"] == 0
+    raised = dataclasses.replace(spec, revision=1)
+    with pytest.raises(BenchError, match="tuned for vse revision 0, but vse is now at revision 1; retune"):
+        tuned_config(raised, "synthetic", "minilm", 25, folder / "tuned")
 
 
 def test_updates_become_epochs_within_the_cap(small_synthetic, fake_minilm):
