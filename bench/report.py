@@ -129,6 +129,9 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row["_ranks"] = RunRanks.from_record(r)
         training, tuned = r.get("training") or {}, (r.get("provenance") or {}).get("tuned_profile") or {}
         row["updates"] = training.get("updates")
+        row["epochs_run"], row["best_epoch"] = training.get("epochs_run"), training.get("best_epoch")
+        row["_curve"] = [(point["epoch"], point["val_rsum"]) for point in training.get("validation_curve") or []
+                         if is_number(point.get("epoch")) and is_number(point.get("val_rsum"))]
         row["fit_s"] = (r.get("timing") or {}).get("fit_s")
         row["tuning_trials"] = tuned.get("trials_spent")
         row["tuning_s"] = tuned.get("tuning_wall_s")
@@ -458,11 +461,11 @@ def plot_formats() -> set[str]:
     return set(FigureCanvasBase.get_supported_filetypes())
 
 
-def check_plot_path(path: Path) -> None:
+def check_plot_path(path: Path, option: str = "--plot") -> None:
     """Refuse a plot target matplotlib cannot write, before any work is done."""
     fmt = path.suffix.lstrip(".").lower() or "png"
     if fmt not in plot_formats():
-        raise BenchError(f"--plot {path}: cannot draw a '.{fmt}' file; use one of "
+        raise BenchError(f"{option} {path}: cannot draw a '.{fmt}' file; use one of "
                          f"{', '.join('.' + f for f in sorted(plot_formats()))}")
 
 
@@ -503,6 +506,84 @@ def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None)
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
     import io
 
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a float when it is a finite number (numpy's included), else None: a frame column
+    holds NaN where an older record lacks the field."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def curve_points(run: pd.Series) -> tuple[list[float], list[float], int | None, bool]:
+    """One run's validation curve as (x, dev rsum, index of the epoch kept or None, whether x is in
+    updates). Epoch e ends after (e + 1) / epochs_run of the run's updates; a record without an
+    update count gives x in epochs."""
+    epochs, rsums = (list(values) for values in zip(*run["_curve"]))
+    updates, epochs_run = _finite(run["updates"]), _finite(run["epochs_run"])
+    per_epoch = updates / epochs_run if updates and epochs_run else None
+    x = [(epoch + 1) * per_epoch if per_epoch else float(epoch) for epoch in epochs]
+    best = _finite(run["best_epoch"])
+    return x, rsums, epochs.index(best) if best in epochs else None, per_epoch is not None
+
+
+def plot_curves(frame: pd.DataFrame, path: Path) -> Path:
+    """Dev rsum after each epoch of every run, one panel per paired fraction, a colour per row and a
+    line per seed; a dot marks the epoch whose weights the run kept.
+
+    The x axis is optimizer updates, spread evenly over the run's epochs, so that rows whose epochs
+    differ in size (a paired-only model against one that also reads unpaired data, or one fraction
+    against another) line up by training done. A run whose record lacks its update count (a model
+    with no training loop, or an old record) is drawn against epochs, which the axis label then says.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.io import atomic_write_bytes
+
+    frame = with_pool_defaults(frame)
+    frame = frame.assign(_name=row_names(frame))
+    frame = frame[[bool(curve) for curve in frame["_curve"]]]
+    if frame.empty:
+        raise BenchError("--curves: none of these records has a validation curve (models without a "
+                         "training loop, such as cca, have none)")
+    fractions = sorted(frame["fraction"].unique(), reverse=True)
+    columns = min(2, len(fractions))
+    rows = math.ceil(len(fractions) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7.5 * columns, 5 * rows), squeeze=False)
+    for ax in axes.flat[len(fractions):]:
+        ax.set_visible(False)
+    names = list(dict.fromkeys(frame["_name"]))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    styles = ["-", "--", ":", "-."]
+    for ax, fraction in zip(axes.flat, fractions):
+        by_epochs = False
+        for _, run in frame[frame["fraction"] == fraction].sort_values(["_name", "seed"]).iterrows():
+            x, rsums, kept, in_updates = curve_points(run)
+            by_epochs |= not in_updates
+            seeds = sorted(frame.loc[frame["_name"] == run["_name"], "seed"].unique())
+            ax.plot(x, rsums, color=colours[run["_name"]], linestyle=styles[seeds.index(run["seed"]) % len(styles)],
+                    linewidth=1.2, label=f"{run['_name']}, seed {run['seed']}")
+            if kept is not None:
+                ax.plot([x[kept]], [rsums[kept]], "o", color=colours[run["_name"]], markersize=5)
+        ax.set_title(f"{fraction:g} % paired")
+        ax.set_xlabel("optimizer updates" + (" (epochs where a record lacks updates)" if by_epochs else ""))
+        ax.set_ylabel("dev rsum")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Dev rsum during training (dot: the epoch kept)")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)

@@ -253,7 +253,7 @@ def test_check_update_refuses_a_folder_as_the_baseline(tmp_path, capsys):
     assert list((tmp_path / "baselines").iterdir()) == []
 
 
-@pytest.mark.parametrize("option", ["--output", "--plot"])
+@pytest.mark.parametrize("option", ["--output", "--plot", "--curves"])
 def test_report_refuses_a_folder_as_output_or_plot(tmp_path, capsys, option):
     run = _run_folder(tmp_path)
     (tmp_path / "out").mkdir()
@@ -267,6 +267,7 @@ def test_report_refuses_an_output_under_a_file_and_a_plot_it_cannot_draw(tmp_pat
     refused(capsys, ["report", run, "--output", tmp_path / "file" / "report.md"], "is a file, not a folder")
     refused(capsys, ["report", run, "--plot", tmp_path / "plot.docx"], "'.docx'")
     assert not (tmp_path / "plot.docx").exists()
+    refused(capsys, ["report", run, "--curves", tmp_path / "curves.docx"], "--curves", "'.docx'")
 
 
 @pytest.mark.parametrize("content, problem", [(BINARY, "reference file"), (None, "is a folder"), ("", "not a CSV")])

@@ -236,3 +236,33 @@ def test_compare_gives_a_bootstrap_interval_from_the_records_test_ranks(small_sy
     compared = comparison_table(summary_table(frame), "cca", frame).iloc[0]
     low, high = (float(x) for x in compared["Δ rsum 95 % CI"].strip("[]").split(","))
     assert low <= float(compared["Δ rsum"]) <= high
+
+
+def test_curves_put_runs_on_an_updates_axis_and_mark_the_epoch_kept(tmp_path):
+    """Epochs of different sizes line up by updates; an old record without an update count falls back
+    to epochs; the dot sits on the best epoch."""
+    import pandas as pd
+
+    from bench.report import curve_points, plot_curves
+
+    frame = pd.DataFrame([
+        {"dataset": "d", "model": "vse", "label": "", "text_encoder": "gru", "profile": "cpu", "policy": "overlap",
+         "fraction": 25.0, "seed": 0, "updates": 300, "epochs_run": 3, "best_epoch": 1,
+         "_curve": [(0, 10.0), (1, 30.0), (2, 20.0)]},
+        {"dataset": "d", "model": "mine", "label": "x", "text_encoder": "gru", "profile": "cpu", "policy": "overlap",
+         "fraction": 25.0, "seed": 0, "updates": float("nan"), "epochs_run": 2, "best_epoch": 1,
+         "_curve": [(0, 5.0), (1, 6.0)]},
+        {"dataset": "d", "model": "cca", "label": "", "text_encoder": "-", "profile": "cpu", "policy": "overlap",
+         "fraction": 25.0, "seed": 0, "updates": float("nan"), "epochs_run": float("nan"),
+         "best_epoch": float("nan"), "_curve": []},
+    ])
+    assert curve_points(frame.iloc[0]) == ([100.0, 200.0, 300.0], [10.0, 30.0, 20.0], 1, True)
+    assert curve_points(frame.iloc[1]) == ([0.0, 1.0], [5.0, 6.0], 1, False)
+    target = plot_curves(frame, tmp_path / "curves.png")  # the run without a curve (cca) is left out
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_of_runs_without_training_is_a_clear_error(run_dir, tmp_path, capsys):
+    assert main(["report", str(run_dir), "--no-save", "--curves", str(tmp_path / "c.png")]) != 0
+    assert "none of these records has a validation curve" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()

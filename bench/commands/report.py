@@ -17,6 +17,7 @@ from bench.report import (
     load_reference,
     plot,
     plot_pools,
+    plot_curves,
     varies_pools,
     records_frame,
     render,
@@ -40,6 +41,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="with --compare: compare with this row instead of the best other one; repeat it "
                              "for several (one line per row and fraction)")
     report.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="also draw R@K and rsum vs fraction")
+    report.add_argument("--curves", type=Path, default=None, metavar="FILE.png",
+                        help="also draw each run's dev rsum per epoch, against optimizer updates, one panel per "
+                             "paired fraction (the dot marks the epoch kept)")
     report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
     report.add_argument("--latency", type=Path, default=None, metavar="FILE.json",
                         help="add per-query latency columns from `bench benchmark latency --out FILE.json`")
@@ -84,11 +88,12 @@ def report_command(args: argparse.Namespace) -> int:
     saved_table = runs[0] / f"report.{SUFFIXES[args.format]}" if saved else None
     if saved and args.plot is None:
         args.plot = runs[0] / "plot.png"
-    for path, option in ((args.output, "--output"), (args.plot, "--plot")):
+    for path, option in ((args.output, "--output"), (args.plot, "--plot"), (args.curves, "--curves")):
         if path is not None:
             check_output_file(path, option)
-    if args.plot:
-        check_plot_path(args.plot)
+    for path, option in ((args.plot, "--plot"), (args.curves, "--curves")):
+        if path:
+            check_plot_path(path, option)
     left_out: list[dict] = []
     records = load_records(runs, left_out=left_out)
     if not records:
@@ -112,6 +117,9 @@ def report_command(args: argparse.Namespace) -> int:
             write_output(args.plot, lambda: plot_pools(table, args.plot), "--plot")
         else:
             write_output(args.plot, lambda: plot(table, args.plot, reference), "--plot")
+    if args.curves:
+        write_output(args.curves, lambda: plot_curves(frame, args.curves), "--curves")
+        print(f"wrote {args.curves}", file=sys.stderr if not args.output else sys.stdout)
     if saved_table is not None:
         print(f"\nreport: {saved_table}   plot: {args.plot}")
     elif args.plot:
