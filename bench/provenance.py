@@ -56,6 +56,13 @@ def device_description(device: torch.device) -> str:
     return f"cpu:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
+def cpu_capability() -> str:
+    """The vector instruction set of this machine's CPU kernels, as torch reports it (``AVX2``,
+    ``AVX512``, ...). CPU runs of the same cell are bit-identical only between machines that report
+    the same one: an AVX2 and an AVX-512 machine sum float32 products in other orders."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def environment(device: torch.device) -> dict:
     return {
         "git": git_state(),
@@ -63,6 +70,7 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "packages": package_versions(),
         "device": device_description(device),
+        "cpu_capability": cpu_capability(),
     }
 
 

@@ -23,17 +23,17 @@ def one_torch_thread():
 
 
 def numeric_platform() -> str:
-    """The vector instruction set this machine's CPU kernels use, as torch reports it (``AVX2``,
-    ``AVX512``, ...). It decides torch's kernels and, on the same machine, the OpenBLAS kernels of
+    """The vector instruction set this machine's CPU kernels use (``bench.provenance.cpu_capability``,
+    which records also carry). It decides torch's kernels and, on the same machine, the OpenBLAS kernels of
     numpy's matrix products (Haswell-class on AVX2, SkylakeX-class on AVX-512).
 
     Two machines of one platform give bit-identical results for the same seed; an AVX-512 machine
     and an AVX2 one do not (a float32 matrix product sums in another order), so bit-exact pins
     (``pinned_cells.json``, the synthetic digests) are kept per platform.
     """
-    import torch
+    from bench.provenance import cpu_capability
 
-    return torch.backends.cpu.get_cpu_capability()
+    return cpu_capability()
 
 
 def skip_unpinned(platform: str, what: str, how: str):
