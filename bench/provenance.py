@@ -58,8 +58,10 @@ def device_description(device: torch.device) -> str:
 
 def cpu_capability() -> str:
     """The vector instruction set of this machine's CPU kernels, as torch reports it (``AVX2``,
-    ``AVX512``, ...). CPU runs of the same cell are bit-identical only between machines that report
-    the same one: an AVX2 and an AVX-512 machine sum float32 products in other orders."""
+    ``AVX512``, ...). It decides torch's kernels and, on the same machine, the OpenBLAS kernels of
+    numpy's matrix products. CPU runs of the same cell are bit-identical only between machines that
+    report the same one: an AVX2 and an AVX-512 machine sum float32 products in other orders. The
+    tests key their bit-exact pins on it."""
     return torch.backends.cpu.get_cpu_capability()
 
 

@@ -567,13 +567,14 @@ def plot_curves(frame: pd.DataFrame, path: Path) -> Path:
     names = list(dict.fromkeys(frame["_name"]))
     colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
     styles = ["-", "--", ":", "-."]
+    seed_order = {name: sorted(seeds.unique()) for name, seeds in frame.groupby("_name")["seed"]}
     for ax, fraction in zip(axes.flat, fractions):
         by_epochs = False
         for _, run in frame[frame["fraction"] == fraction].sort_values(["_name", "seed"]).iterrows():
             x, rsums, kept, in_updates = curve_points(run)
             by_epochs |= not in_updates
-            seeds = sorted(frame.loc[frame["_name"] == run["_name"], "seed"].unique())
-            ax.plot(x, rsums, color=colours[run["_name"]], linestyle=styles[seeds.index(run["seed"]) % len(styles)],
+            line = styles[seed_order[run["_name"]].index(run["seed"]) % len(styles)]
+            ax.plot(x, rsums, color=colours[run["_name"]], linestyle=line,
                     linewidth=1.2, label=f"{run['_name']}, seed {run['seed']}")
             if kept is not None:
                 ax.plot([x[kept]], [rsums[kept]], "o", color=colours[run["_name"]], markersize=5)

@@ -22,22 +22,9 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def numeric_platform() -> str:
-    """The vector instruction set this machine's CPU kernels use (``bench.provenance.cpu_capability``,
-    which records also carry). It decides torch's kernels and, on the same machine, the OpenBLAS kernels of
-    numpy's matrix products (Haswell-class on AVX2, SkylakeX-class on AVX-512).
-
-    Two machines of one platform give bit-identical results for the same seed; an AVX-512 machine
-    and an AVX2 one do not (a float32 matrix product sums in another order), so bit-exact pins
-    (``pinned_cells.json``, the synthetic digests) are kept per platform.
-    """
-    from bench.provenance import cpu_capability
-
-    return cpu_capability()
-
-
 def skip_unpinned(platform: str, what: str, how: str):
-    """Skip a bit-exact check on a platform that has no pins yet, saying how to add them."""
+    """Skip a bit-exact check on a numeric platform (``bench.provenance.cpu_capability``) that has no
+    pins yet, saying how to add them."""
     pytest.skip(f"{what} has no pins for this numeric platform ({platform}); bit-exact results differ "
                 f"between CPU kernels. Add them on this machine with `{how}` after checking the code is unchanged")
 

@@ -461,7 +461,7 @@ def _synthetic_digest(dataset) -> str:
 # Digests of the generator's output before the `standard` preset became the default, computed
 # with that code (commit 111948a~1): the `easy` preset must reproduce it byte for byte. The
 # features go through a float32 matrix product, whose last bits depend on the CPU's kernels, so
-# the digests are per numeric platform (conftest.numeric_platform). AVX2: the old code, run from
+# the digests are per numeric platform (bench.provenance.cpu_capability). AVX2: the old code, run from
 # git history on an AVX2 machine on 2026-11-29, gave these digests, and so did the easy preset.
 EASY_DIGESTS = {
     "AVX512": {"default": "34e09c2b0ad625e6abf5766fa6966c68abe2c8bb2fa8dc165305b3c844630163",
@@ -472,11 +472,12 @@ EASY_DIGESTS = {
 
 
 def test_synthetic_easy_preset_is_the_original_generator():
-    from conftest import numeric_platform, skip_unpinned
+    from bench.provenance import cpu_capability
+    from conftest import skip_unpinned
 
-    digests = EASY_DIGESTS.get(numeric_platform())
+    digests = EASY_DIGESTS.get(cpu_capability())
     if digests is None:
-        skip_unpinned(numeric_platform(), "EASY_DIGESTS in tests/test_datasets.py",
+        skip_unpinned(cpu_capability(), "EASY_DIGESTS in tests/test_datasets.py",
                       "git show 111948a~1:bench/data/synthetic.py, whose digests must equal the easy preset's")
     assert _synthetic_digest(generate(seed=3, n_train=50, n_dev=10, n_test=10, feature_dim=16, preset="easy")) \
         == digests["small"]

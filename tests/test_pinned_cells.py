@@ -5,7 +5,7 @@ Each case fits one model for two short epochs on small synthetic data (one torch
 metrics with ``tests/pinned_cells.json``. The file was written by the code before the
 one-shape refactor and is refreshed only for an intended change of behaviour:
 ``python tests/test_pinned_cells.py --update`` (say why in the commit). Bit-exact numbers hold
-within one numeric platform (``conftest.numeric_platform``: AVX2 and AVX-512 machines sum float
+within one numeric platform (``bench.provenance.cpu_capability``: AVX2 and AVX-512 machines sum float
 products in other orders), so the file keeps one set of pins per platform, and a platform without
 pins skips the check, saying how to add them.
 """
@@ -81,10 +81,11 @@ def _close(expected, actual, where: str) -> None:
 
 @pytest.mark.parametrize("model_name,text_encoder,step1_mode", CASES)
 def test_fixed_seed_cell_is_unchanged(model_name, text_encoder, step1_mode, tmp_path, fake_minilm):
-    from conftest import numeric_platform, skip_unpinned
+    from bench.provenance import cpu_capability
+    from conftest import skip_unpinned
 
     name = case_name(model_name, text_encoder, step1_mode)
-    platform = numeric_platform()
+    platform = cpu_capability()
     pins = json.loads(PINNED.read_text())["platforms"].get(platform)
     if pins is None:
         skip_unpinned(platform, "tests/pinned_cells.json", "python tests/test_pinned_cells.py --update")
@@ -99,7 +100,9 @@ if __name__ == "__main__":
     import bench.nn.sentences as sentences
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from conftest import fake_sentence_vectors, numeric_platform
+    from conftest import fake_sentence_vectors
+
+    from bench.provenance import cpu_capability
 
     sentences.encode_sentences = fake_sentence_vectors
     pinned = {}
@@ -108,5 +111,5 @@ if __name__ == "__main__":
             pinned[case_name(*case)] = run_case(*case, Path(folder))
     # only this machine's platform is rewritten; the others' pins stay as they are
     content = json.loads(PINNED.read_text())
-    content["platforms"][numeric_platform()] = pinned
+    content["platforms"][cpu_capability()] = pinned
     PINNED.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
