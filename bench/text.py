@@ -1,6 +1,8 @@
 """One tokenizer and one vocabulary for every model that reads words.
 
-Tokens are lower-cased word tokens (runs of letters, digits and apostrophes). The
+Tokens are lower-cased word tokens (runs of letters, digits and apostrophes); punctuation is
+dropped (the VSE++ reference kept it as tokens, which on Flickr8k slowed its GRU's start, see
+``reports/flickr8k-paper``). The
 vocabulary keeps words seen at least ``min_count`` times **in the training captions
 only** (the VSE++ reference counted test captions too, which leaks test words), plus
 the four special tokens ``<pad>`` = 0, ``<start>``, ``<end>``, ``<unk>``.
