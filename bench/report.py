@@ -469,14 +469,26 @@ def check_plot_path(path: Path, option: str = "--plot") -> None:
                          f"{', '.join('.' + f for f in sorted(plot_formats()))}")
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (in the format its suffix names) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from bench.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
 def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None) -> Path:
     """R@1/5/10 both ways and rsum against the paired fraction, one line per model (and text encoder)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from bench.io import atomic_write_bytes
 
     panels = [("i2t_r1", "caption R@1"), ("i2t_r5", "caption R@5"), ("i2t_r10", "caption R@10"),
               ("t2i_r1", "image R@1"), ("t2i_r5", "image R@5"), ("t2i_r10", "image R@10"),
@@ -504,12 +516,7 @@ def plot(table: pd.DataFrame, path: Path, reference: pd.DataFrame | None = None)
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=9)
     fig.suptitle("Retrieval under partial pairing (test split)")
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)
 
 
 def _finite(value: object) -> float | None:
@@ -543,14 +550,10 @@ def plot_curves(frame: pd.DataFrame, path: Path) -> Path:
     against another) line up by training done. A run whose record lacks its update count (a model
     with no training loop, or an old record) is drawn against epochs, which the axis label then says.
     """
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from bench.io import atomic_write_bytes
 
     frame = with_pool_defaults(frame)
     frame = frame.assign(_name=row_names(frame))
@@ -585,10 +588,7 @@ def plot_curves(frame: pd.DataFrame, path: Path) -> Path:
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Dev rsum during training (dot: the epoch kept)")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)
 
 
 def varies_pools(table: pd.DataFrame) -> bool:
@@ -606,14 +606,10 @@ def plot_pools(table: pd.DataFrame, path: Path) -> Path:
     labelled variants are hollow, dotted; a model that reads only the pairs is a dashed horizontal
     line at its rsum.
     """
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from bench.io import atomic_write_bytes
 
     fractions = sorted(table["fraction"].unique(), reverse=True)
     fig, axes = plt.subplots(1, len(fractions), figsize=(6.5 * len(fractions), 6), squeeze=False)
@@ -656,7 +652,4 @@ def plot_pools(table: pd.DataFrame, path: Path) -> Path:
     fig.suptitle("Retrieval against the unpaired pool (shares of the pool: % beside the points)")
     rows = math.ceil(len(legend) / 4)
     fig.tight_layout(rect=(0, 0.05 + 0.035 * rows, 1, 0.94))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)
