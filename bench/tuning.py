@@ -390,11 +390,13 @@ def tuned_config(spec: ModelSpec, dataset: str, text_encoder: str | None, fracti
         data = read_json_file(path, "tuned profile")
         if isinstance(data, dict) and data.get("model") == spec.name and data.get("text_encoder") == text_encoder:
             found[float(data["fraction"])] = (path, data)
-    if not found:
+    def tune_command(at: float) -> str:
         text = f" --text-encoders {text_encoder}" if text_encoder else ""
+        return f"`bench tune --dataset {dataset} --models {spec.name}{text} --fractions {format_fraction(at)}`"
+
+    if not found:
         raise BenchError(f"no tuned profile for {spec.name}{f' ({text_encoder})' if text_encoder else ''} on "
-                         f"{dataset} in {tuned_dir / dataset}; make one with `bench tune --dataset {dataset} "
-                         f"--models {spec.name}{text} --fractions {format_fraction(fraction)}`")
+                         f"{dataset} in {tuned_dir / dataset}; make one with {tune_command(fraction)}")
     nearest = min(found, key=lambda f: (abs(f - fraction), f))
     path, data = found[nearest]
     # Settings tuned for older behaviour are not this model's tuned settings: a raised revision
@@ -402,10 +404,8 @@ def tuned_config(spec: ModelSpec, dataset: str, text_encoder: str | None, fracti
     # written before revisions existed are revision 0.
     tuned_revision = int(data.get("model_revision", 0))
     if tuned_revision != spec.revision:
-        text = f" --text-encoders {text_encoder}" if text_encoder else ""
         raise BenchError(f"{path} was tuned for {spec.name} revision {tuned_revision}, but {spec.name} is now at "
-                         f"revision {spec.revision}; retune with `bench tune --dataset {dataset} --models "
-                         f"{spec.name}{text} --fractions {format_fraction(nearest)}`, or run another profile")
+                         f"revision {spec.revision}; retune with {tune_command(nearest)}, or run another profile")
     config = apply_overrides(config_from_dict(spec.config_class, data["config"]), overrides or {})
     source = {"file": str(path), "sha256": sha256_file(path), "tuned_fraction": nearest,
               "trials_spent": data["budget"]["trials_spent"], "update_cap": data["budget"]["update_cap"],
