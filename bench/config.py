@@ -61,6 +61,17 @@ def bounded(default: Any, bound: Bound | None, **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata={"bound": bound}, **kwargs)
 
 
+def added_later(default: Any, bound: Bound | None = None) -> Any:
+    """A field added after results were recorded: at its default it is left out of the config hash
+    (:func:`hashed_config`), so a cell recorded before the field existed keeps its identity and a
+    rerun of the same command resumes or skips it instead of retraining; any other value is hashed
+    like every field. ``bound`` as in :func:`bounded` (``None``: the name rules apply)."""
+    metadata = {"hash_omits_default": True}
+    if bound is not None:
+        metadata["bound"] = bound
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 def _named(*names: str, prefixes: tuple[str, ...] = (), suffixes: tuple[str, ...] = ()) -> Callable[[str], bool]:
     return lambda name: name in names or name.startswith(prefixes) or name.endswith(suffixes)
 
@@ -234,3 +245,12 @@ def apply_overrides(config: Any, overrides: dict[str, str]):
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def hashed_config(config: Any) -> dict[str, Any]:
+    """What a cell's config hash covers: every field, except :func:`added_later` fields at their default."""
+    out = config_to_dict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("hash_omits_default") and getattr(config, f.name) == f.default:
+            del out[f.name]
+    return out

@@ -32,7 +32,7 @@ from bench.data.types import Split
 from bench.errors import BenchError
 from bench.io import atomic_write_json, to_json
 from bench.metrics import evaluate_protocol
-from bench.config import config_to_dict
+from bench.config import config_to_dict, hashed_config
 from bench.models import FitContext, PairedData, UnpairedData
 from bench.registry import ModelSpec
 from bench.provenance import environment
@@ -60,7 +60,7 @@ class Cell:
 
     @property
     def config_hash(self) -> str:
-        payload = {"model": self.model, "profile": self.profile, "config": config_to_dict(self.config)}
+        payload = {"model": self.model, "profile": self.profile, "config": hashed_config(self.config)}
         if self.revision:  # left out at 0, so hashes from before revisions existed stay valid
             payload["revision"] = self.revision
         return hashlib.sha256(to_json(payload).encode()).hexdigest()

@@ -21,7 +21,7 @@ from bench.io import to_json
 from bench.config import ModelConfig
 from bench.models import RetrievalModel
 from bench.registry import ModelSpec, get_model_spec
-from bench.runner import build_cells, run_grid
+from bench.runner import Cell, build_cells, run_grid
 from bench.schema import validation_errors
 
 
@@ -88,6 +88,23 @@ def test_a_raised_model_revision_retrains_instead_of_reusing_old_results(small_s
         revision = 2
 
     assert ModelSpec.of(Plain).revision == 0 and ModelSpec.of(Revised).revision == 2
+
+
+def test_a_field_added_later_keeps_recorded_cells_at_its_default():
+    from unimodel.config import UnimodelConfig
+
+    # A mine record made before standardize_features existed: its config has no such key.
+    records = Path(__file__).parents[1] / "reports/flickr8k-gru/records"
+    path = records / "flickr8k_mine-gru-no-stage1-2820u_cpu_overlap_p25_seed2.json"
+    record = json.loads(path.read_text())
+    assert "standardize_features" not in record["config"]
+    config = UnimodelConfig(**record["config"])
+    cell = Cell(dataset="flickr8k", model="mine", fraction=25, seed=2, policy="overlap", profile="cpu",
+                    text_encoder="gru", config=config, label="no-stage1-2820u")
+    assert cell.config_hash == record["config_hash"]  # the same cell: a rerun resumes or skips it
+
+    changed = dataclasses.replace(cell, config=dataclasses.replace(config, standardize_features=False))
+    assert changed.config_hash != record["config_hash"]  # off is another config, hashed as any field is
 
 
 def test_status_reads_finished_failed_running_and_superseded_cells(small_synthetic, small_splits, tmp_path, capsys):

@@ -441,6 +441,16 @@ def test_a_config_that_only_uses_pairs_ignores_the_unpaired_pools(tiny_data, tmp
     assert len(everything) > len(model.text.vocabulary)
 
 
+def test_unstandardized_features_reach_the_image_encoder_as_they_are(tiny_data, tmp_path):
+    dataset, paired, _ = tiny_data
+    raw, _ = fit(tiny_config(standardize_features=False, stage1_epochs=0, epochs=1), tiny_data, tmp_path / "raw")
+    encoder = raw.parts.image_encoder
+    features = torch.as_tensor(dataset.dev.features[:4], dtype=torch.float32)
+    assert torch.equal(encoder.standardize(features), features)
+    standardized, _ = fit(tiny_config(stage1_epochs=0, epochs=1), tiny_data, tmp_path / "standardized")
+    assert not torch.allclose(standardized.parts.image_encoder.standardize(features), features)
+
+
 def test_unfitted_model_refuses_to_embed():
     from bench.errors import BenchError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from bench.config import CPU_UPDATE_CAP, TrainingConfig
+from bench.config import CPU_UPDATE_CAP, TrainingConfig, added_later
 from bench.errors import BenchError
 from bench.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
 
@@ -34,6 +34,10 @@ class UnimodelConfig(TrainingConfig):
     image_embed_dim: int = 1024  # size of the image-embedding space p
     image_hidden: int = 2048  # width of the image encoder/decoder MLPs
     image_blocks: int = 1  # residual blocks in each
+    # standardise each backbone feature with training statistics before the image encoder. Off, the
+    # encoder reads the raw features, as VSE++'s linear map does: standardising lifts the rarely active
+    # features to the same scale as the common ones
+    standardize_features: bool = added_later(True)
     text_embed_dim: int = 1024  # size of the text-embedding space w (GRU hidden size; gru only)
     text_layers: int = 1  # GRU encoder layers
     decoder_hidden: int = 1024  # GRU decoder hidden size

@@ -3,7 +3,8 @@
 Step 1 (one autoencoder per modality, into that modality's own embedding space):
 
 * :class:`FeatureEncoder` / :class:`FeatureDecoder` — image encoder/decoder, MLPs over the
-  precomputed backbone features (standardised with training statistics kept as buffers);
+  precomputed backbone features (standardised with training statistics kept as buffers, unless
+  the config's ``standardize_features`` is off);
   the image embedding ``p`` is L2-normalised.
 * text encoder and decoder — built by the model's text side (:mod:`bench.nn.text`): with
   ``gru`` the shared GRU encoder, giving the text embedding ``w``, and the GRU decoder
