@@ -100,7 +100,7 @@ def test_a_field_added_later_keeps_recorded_cells_at_its_default():
     assert "standardize_features" not in record["config"]
     config = UnimodelConfig(**record["config"])
     cell = Cell(dataset="flickr8k", model="mine", fraction=25, seed=2, policy="overlap", profile="cpu",
-                    text_encoder="gru", config=config, label="no-stage1-2820u")
+                text_encoder="gru", config=config, label="no-stage1-2820u")
     assert cell.config_hash == record["config_hash"]  # the same cell: a rerun resumes or skips it
 
     changed = dataclasses.replace(cell, config=dataclasses.replace(config, standardize_features=False))

@@ -442,7 +442,7 @@ def test_a_config_that_only_uses_pairs_ignores_the_unpaired_pools(tiny_data, tmp
 
 
 def test_unstandardized_features_reach_the_image_encoder_as_they_are(tiny_data, tmp_path):
-    dataset, paired, _ = tiny_data
+    dataset = tiny_data[0]
     raw, _ = fit(tiny_config(standardize_features=False, stage1_epochs=0, epochs=1), tiny_data, tmp_path / "raw")
     encoder = raw.parts.image_encoder
     features = torch.as_tensor(dataset.dev.features[:4], dtype=torch.float32)

@@ -228,8 +228,8 @@ class UnimodelModel(EmbeddingModel):
         self.start_fit(context, seen_captions)
         feature_dim = paired.features.shape[1] if paired.n_images else unpaired.features.shape[1]
         self.parts = self.build_parts(feature_dim)
-        seen = pools if cfg.paired_as_unpaired else training_pools(paired, unpaired, True)
         if cfg.standardize_features:  # else the encoder's mean 0 and std 1 leave the features as they are
+            seen = pools if cfg.paired_as_unpaired else training_pools(paired, unpaired, True)
             self.parts.image_encoder.set_statistics(float_tensor(seen.features))
         self.parts.to(self.device)
         return TrainingData(
