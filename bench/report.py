@@ -282,6 +282,16 @@ def _pick_row(names: list[str], wanted: str, option: str) -> str:
     return chosen[0]
 
 
+def select_rows(frame: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
+    """Only the runs of the rows that ``wanted`` names, picked as ``--compare`` picks its row (the full
+    name, or its leading part among unlabelled rows), so that a table, plot or curves figure of a
+    crowded report can show a few rows. A name that picks no row, or several, is one clear error."""
+    frame = with_pool_defaults(frame)
+    names = row_names(frame)  # each run's row name, as the table of this frame writes it
+    chosen = {_pick_row(list(dict.fromkeys(names)), name, "--only") for name in wanted}
+    return frame[[name in chosen for name in names]].reset_index(drop=True)
+
+
 def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None = None,
                      against: list[str] | None = None) -> pd.DataFrame:
     """``focus`` against the best other row at each (dataset, policy, fraction), in rsum and in retention;

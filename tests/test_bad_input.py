@@ -270,6 +270,12 @@ def test_report_refuses_an_output_under_a_file_and_a_plot_it_cannot_draw(tmp_pat
     refused(capsys, ["report", run, "--curves", tmp_path / "curves.docx"], "--curves", "'.docx'")
 
 
+def test_report_refuses_an_only_row_that_is_not_there(tmp_path, capsys):
+    run = _run_folder(tmp_path)
+    refused(capsys, ["report", run, "--only", "jwae"], "--only 'jwae' matches no row", "the rows are: cca")
+    assert not (run / "report.md").exists()
+
+
 @pytest.mark.parametrize("content, problem", [(BINARY, "reference file"), (None, "is a folder"), ("", "not a CSV")])
 def test_report_refuses_a_reference_that_is_not_a_csv(tmp_path, capsys, content, problem):
     run = _run_folder(tmp_path)

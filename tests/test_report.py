@@ -266,3 +266,35 @@ def test_curves_of_runs_without_training_is_a_clear_error(run_dir, tmp_path, cap
     assert main(["report", str(run_dir), "--no-save", "--curves", str(tmp_path / "c.png")]) != 0
     assert "none of these records has a validation curve" in capsys.readouterr().err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_only_keeps_the_runs_of_the_named_rows():
+    """--only picks rows as --compare does: a full name, or the leading part of an unlabelled row."""
+    import pandas as pd
+
+    from bench.report import select_rows
+
+    def run(model, label, seed):
+        return {"dataset": "d", "model": model, "label": label, "text_encoder": "gru", "profile": "cpu",
+                "policy": "overlap", "extras": "", "fraction": 25.0, "seed": seed}
+
+    frame = pd.DataFrame([run("vse", "", 0), run("vse", "", 1), run("mine", "a", 0), run("mine", "b", 0)])
+    kept = select_rows(frame, ["vse", "mine (gru) [b]"])
+    assert list(zip(kept["model"], kept["label"], kept["seed"])) == [("vse", "", 0), ("vse", "", 1), ("mine", "b", 0)]
+    with pytest.raises(BenchError, match=r"--only 'mine' matches no row; the rows are: vse \(gru\), mine \(gru\) \[a\]"):
+        select_rows(frame, ["mine"])
+
+
+def test_report_only_prints_the_named_rows_and_saves_nothing_into_the_folder(tmp_path, capsys):
+    import shutil
+
+    records = REPO / "reports" / "flickr8k-gru" / "records"
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("vse-gru_cpu_overlap_p25_seed0", "jwae-gru_cpu_overlap_p25_seed0"):
+        shutil.copy(records / f"flickr8k_{name}.json", run)
+    assert main(["report", str(run), "--only", "jwae", "--curves", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| jwae" in out and "| vse" not in out
+    assert (tmp_path / "c.png").exists()
+    assert sorted(p.suffix for p in run.iterdir()) == [".json", ".json"]  # no report.md, no plot.png

@@ -21,6 +21,7 @@ from bench.report import (
     varies_pools,
     records_frame,
     render,
+    select_rows,
     summary_table,
 )
 
@@ -44,6 +45,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--curves", type=Path, default=None, metavar="FILE.png",
                         help="also draw each run's dev rsum per epoch, against optimizer updates, one panel per "
                              "paired fraction (the dot marks the epoch kept)")
+    report.add_argument("--only", action="append", default=None, metavar="ROW",
+                        help="show only this row in the table and the plots (repeat it for several); named as "
+                             "--compare names a row. Nothing is saved into the run folder then")
     report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
     report.add_argument("--latency", type=Path, default=None, metavar="FILE.json",
                         help="add per-query latency columns from `bench benchmark latency --out FILE.json`")
@@ -83,8 +87,9 @@ SUFFIXES = {"markdown": "md", "github": "md", "latex": "tex", "csv": "csv", "jso
 
 def report_command(args: argparse.Namespace) -> int:
     runs = args.runs or [DEFAULT_RUN]
-    # One run folder and no other destination: the table and the plot are also kept beside its records.
-    saved = args.save and args.output is None and len(runs) == 1 and runs[0].is_dir()
+    # One run folder and no other destination: the table and the plot are also kept beside its records;
+    # never a table cut down with --only, which would pass for the folder's whole report.
+    saved = args.save and not args.only and args.output is None and len(runs) == 1 and runs[0].is_dir()
     saved_table = runs[0] / f"report.{SUFFIXES[args.format]}" if saved else None
     if saved and args.plot is None:
         args.plot = runs[0] / "plot.png"
@@ -101,6 +106,8 @@ def report_command(args: argparse.Namespace) -> int:
         raise BenchError(f"no finished records found in {', '.join(map(str, runs))}{note}; run `bench run` first "
                          "(or check the folder)")
     frame = records_frame(records)
+    if args.only:
+        frame = select_rows(frame, args.only)
     table = summary_table(frame)
     reference = load_reference(args.reference) if args.reference else None
     latency = load_latency(args.latency) if args.latency else None
