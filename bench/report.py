@@ -133,6 +133,8 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row["_curve"] = [(point["epoch"], point["val_rsum"]) for point in training.get("validation_curve") or []
                          if is_number(point.get("epoch")) and is_number(point.get("val_rsum"))]
         row["fit_s"] = (r.get("timing") or {}).get("fit_s")
+        git = ((r.get("provenance") or {}).get("git") or {})
+        row["commit"], row["dirty"] = git.get("commit"), git.get("dirty")
         row["tuning_trials"] = tuned.get("trials_spent")
         row["tuning_s"] = tuned.get("tuning_wall_s")
         row["tuning_file"] = tuned.get("file")
@@ -383,6 +385,30 @@ def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(sorted(rows, key=lambda row: row["_order"])).drop(columns="_order")
 
 
+def per_run_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per run, so that each number in a row traces to its split seed and commit: the row, the
+    paired fraction, the seed, the updates, the epoch kept and its dev rsum, the test rsum, and the
+    commit the run came from (``+dirty`` when the tree had uncommitted changes)."""
+    frame = with_pool_defaults(frame)
+    frame = frame.assign(_name=row_names(frame))
+    if frame["policy"].nunique() > 1:
+        frame["_name"] = frame["_name"] + " (" + frame["policy"] + ")"
+    rows = []
+    for _, run in frame.iterrows():
+        updates, best = _finite(run.get("updates")), _finite(run.get("best_epoch"))
+        dev = _finite(dict(run.get("_curve") or []).get(best)) if best is not None else None
+        commit = run.get("commit")
+        rows.append({"_order": (MODEL_ORDER.get(run["model"], 99), run["_name"], -run["fraction"], run["seed"]),
+                     "Row": run["_name"], "Paired %": f"{run['fraction']:g}", "seed": f"{run['seed']}",
+                     "updates": "" if updates is None else f"{updates:.0f}",
+                     "epoch kept": "" if best is None else f"{best:.0f}",
+                     "dev rsum": "" if dev is None else f"{dev:.1f}",
+                     "test rsum": f"{run['rsum']:.1f}",
+                     "commit": (commit[:7] + ("+dirty" if run.get("dirty") is True else "")) if isinstance(commit, str)
+                     else "?"})
+    return pd.DataFrame(sorted(rows, key=lambda row: row["_order"])).drop(columns="_order")
+
+
 def load_reference(path: Path) -> pd.DataFrame:
     if path.is_dir():
         raise BenchError(f"reference file {path} is a folder, not a CSV file")
@@ -412,7 +438,8 @@ def load_reference(path: Path) -> pd.DataFrame:
 
 
 def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None, compare: str | None = None,
-           latency: dict | None = None, frame: pd.DataFrame | None = None, against: list[str] | None = None) -> str:
+           latency: dict | None = None, frame: pd.DataFrame | None = None, against: list[str] | None = None,
+           per_run: bool = False) -> str:
     from tabulate import tabulate
 
     if fmt not in FORMATS:
@@ -420,17 +447,24 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
     if against and not compare:
         raise BenchError("--against names the rows to compare with; give the compared row with --compare ROW")
     comparison = comparison_table(table, compare, frame, against) if compare else None
+    runs = per_run_table(frame) if per_run and frame is not None else None
     if fmt == "json":
         rows = table.replace({np.nan: None}).to_dict(orient="records")
         if reference is not None:
             rows += reference.replace({np.nan: None}).to_dict("records")
+        if comparison is None and runs is None:
+            return json.dumps(rows, indent=2) + "\n"
+        out = {"rows": rows}
         if comparison is not None:
-            return json.dumps({"rows": rows, "comparison": comparison.to_dict(orient="records")}, indent=2) + "\n"
-        return json.dumps(rows, indent=2) + "\n"
+            out["comparison"] = comparison.to_dict(orient="records")
+        if runs is not None:
+            out["runs"] = runs.to_dict(orient="records")
+        return json.dumps(out, indent=2) + "\n"
     shown = display_table(table, reference, latency)
     if fmt == "csv":
         text = shown.to_csv(index=False)
-        return text + ("\n" + comparison.to_csv(index=False) if comparison is not None else "")
+        text += "\n" + comparison.to_csv(index=False) if comparison is not None else ""
+        return text + ("\n" + runs.to_csv(index=False) if runs is not None else "")
     tablefmt = {"markdown": "pipe", "github": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
     text = tabulate(shown, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
     if fmt in ("markdown", "github"):
@@ -452,6 +486,12 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
                          "images, each with its captions, drawn alike for both rows, and of the seeds: drawn alike "
                          "too when both rows ran on the same split files, else each row's independently "
                          "(bench/stats.py); 'yes' when the interval excludes 0.")
+    if runs is not None:
+        text += "\n\n" + tabulate(runs, headers="keys", tablefmt=tablefmt, showindex=False,
+                                   disable_numparse=True)
+        if fmt in ("markdown", "github"):
+            text += ("\n\n- per run: the epoch kept is the one with the best dev rsum (epochs from 0); the commit "
+                     "is the code the run came from, +dirty when its tree had uncommitted changes.")
     budget = budget_table(frame) if frame is not None and fmt in ("markdown", "github") else None
     if budget is not None:
         text += "\n\n" + tabulate(budget, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)

@@ -298,3 +298,39 @@ def test_report_only_prints_the_named_rows_and_saves_nothing_into_the_folder(tmp
     assert "| jwae" in out and "| vse" not in out
     assert (tmp_path / "c.png").exists()
     assert sorted(p.suffix for p in run.iterdir()) == [".json", ".json"]  # no report.md, no plot.png
+
+
+def test_per_run_table_traces_each_run_to_its_seed_epoch_and_commit():
+    """One line per run: the dev rsum is the one at the epoch kept (not the curve's last point), a dirty
+    tree is marked, and an older record without updates or provenance still gets a line."""
+    import pandas as pd
+
+    from bench.report import per_run_table
+
+    def run(seed, best, curve, commit, dirty, updates):
+        return {"dataset": "d", "model": "vse", "label": "", "text_encoder": "gru", "profile": "cpu",
+                "policy": "overlap", "extras": "", "fraction": 25.0, "seed": seed, "rsum": 100.0 + seed,
+                "best_epoch": best, "_curve": curve, "commit": commit, "dirty": dirty, "updates": updates}
+
+    frame = pd.DataFrame([run(1, 0, [(0, 90.0), (1, 80.0)], "abcdef0123", True, 100),
+                          run(0, 1, [(0, 50.0), (1, 60.0), (2, 55.0)], "0123456789", False, 150),
+                          run(2, float("nan"), [], None, None, float("nan"))])
+    table = per_run_table(frame)
+    assert list(table["seed"]) == ["0", "1", "2"]
+    assert list(table["dev rsum"]) == ["60.0", "90.0", ""]
+    assert list(table["epoch kept"]) == ["1", "0", ""]
+    assert list(table["commit"]) == ["0123456", "abcdef0+dirty", "?"]
+    assert list(table["updates"]) == ["150", "100", ""]
+    assert list(table["test rsum"]) == ["100.0", "101.0", "102.0"]
+
+
+def test_report_per_run_lists_the_committed_runs(capsys):
+    records = REPO / "reports" / "flickr8k-gru" / "records"
+    assert main(["report", str(records / "flickr8k_jwae-gru_cpu_overlap_p25_seed0.json"), "--per-run"]) == 0
+    out = capsys.readouterr().out
+    assert "| jwae (gru) | 25         | 0      | 2773      | 46           | 114.5      | 109.5       | 1149754  |" in out
+    assert main(["report", str(records / "flickr8k_jwae-gru_cpu_overlap_p25_seed0.json"), "--per-run",
+                 "--format", "json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert runs == [{"Row": "jwae (gru)", "Paired %": "25", "seed": "0", "updates": "2773", "epoch kept": "46",
+                     "dev rsum": "114.5", "test rsum": "109.5", "commit": "1149754"}]

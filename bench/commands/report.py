@@ -48,6 +48,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--only", action="append", default=None, metavar="ROW",
                         help="show only this row in the table and the plots (repeat it for several); named as "
                              "--compare names a row. Nothing is saved into the run folder then")
+    report.add_argument("--per-run", action="store_true",
+                        help="also print one line per run: its seed, updates, the epoch kept and its dev rsum, "
+                             "the test rsum and the commit it came from")
     report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
     report.add_argument("--latency", type=Path, default=None, metavar="FILE.json",
                         help="add per-query latency columns from `bench benchmark latency --out FILE.json`")
@@ -111,7 +114,7 @@ def report_command(args: argparse.Namespace) -> int:
     table = summary_table(frame)
     reference = load_reference(args.reference) if args.reference else None
     latency = load_latency(args.latency) if args.latency else None
-    text = render(table, args.format, reference, args.compare, latency, frame, args.against)
+    text = render(table, args.format, reference, args.compare, latency, frame, args.against, args.per_run)
     if saved_table is not None:
         write_output(saved_table, lambda: atomic_write_text(saved_table, text), "report")
     if args.output:
