@@ -359,15 +359,22 @@ def _difference(row: pd.Series, other: pd.Series, frame: pd.DataFrame | None, ti
     return out
 
 
+def _named_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each run's row name in ``_name`` (plus its policy when the runs mix policies), for
+    the tables that list rows by name rather than by their columns."""
+    frame = with_pool_defaults(frame)
+    frame = frame.assign(_name=row_names(frame))
+    if frame["policy"].nunique() > 1:
+        frame["_name"] = frame["_name"] + " (" + frame["policy"] + ")"
+    return frame
+
+
 def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Per row and paired fraction: mean optimizer updates and training seconds per run, and the
     `bench tune` trials and wall time behind a tuned row (summed over the tuned files it used)."""
     if "updates" not in frame or (frame["updates"].isna().all() and frame["tuning_trials"].isna().all()):
         return None
-    frame = with_pool_defaults(frame)
-    frame = frame.assign(_name=row_names(frame))
-    if frame["policy"].nunique() > 1:
-        frame["_name"] = frame["_name"] + " (" + frame["policy"] + ")"
+    frame = _named_runs(frame)
     rows = []
     for (name, fraction), group in frame.groupby(["_name", "fraction"], sort=False):
         updates = pd.to_numeric(group["updates"], errors="coerce")
@@ -389,10 +396,7 @@ def per_run_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One line per run, so that each number in a row traces to its split seed and commit: the row, the
     paired fraction, the seed, the updates, the epoch kept and its dev rsum, the test rsum, and the
     commit the run came from (``+dirty`` when the tree had uncommitted changes)."""
-    frame = with_pool_defaults(frame)
-    frame = frame.assign(_name=row_names(frame))
-    if frame["policy"].nunique() > 1:
-        frame["_name"] = frame["_name"] + " (" + frame["policy"] + ")"
+    frame = _named_runs(frame)
     rows = []
     for _, run in frame.iterrows():
         updates, best = _finite(run.get("updates")), _finite(run.get("best_epoch"))
