@@ -401,15 +401,14 @@ def per_run_table(frame: pd.DataFrame) -> pd.DataFrame:
     for _, run in frame.iterrows():
         updates, best = _finite(run.get("updates")), _finite(run.get("best_epoch"))
         dev = _finite(dict(run.get("_curve") or []).get(best)) if best is not None else None
-        commit = run.get("commit")
+        commit, dirty = run.get("commit"), run.get("dirty") is True  # None or NaN: an older record
         rows.append({"_order": (MODEL_ORDER.get(run["model"], 99), run["_name"], -run["fraction"], run["seed"]),
                      "Row": run["_name"], "Paired %": f"{run['fraction']:g}", "seed": f"{run['seed']}",
                      "updates": "" if updates is None else f"{updates:.0f}",
                      "epoch kept": "" if best is None else f"{best:.0f}",
                      "dev rsum": "" if dev is None else f"{dev:.1f}",
                      "test rsum": f"{run['rsum']:.1f}",
-                     "commit": (commit[:7] + ("+dirty" if run.get("dirty") is True else "")) if isinstance(commit, str)
-                     else "?"})
+                     "commit": (commit[:7] + ("+dirty" if dirty else "")) if isinstance(commit, str) else "?"})
     return pd.DataFrame(sorted(rows, key=lambda row: row["_order"])).drop(columns="_order")
 
 
@@ -467,8 +466,10 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
     shown = display_table(table, reference, latency)
     if fmt == "csv":
         text = shown.to_csv(index=False)
-        text += "\n" + comparison.to_csv(index=False) if comparison is not None else ""
-        return text + ("\n" + runs.to_csv(index=False) if runs is not None else "")
+        for extra in (comparison, runs):
+            if extra is not None:
+                text += "\n" + extra.to_csv(index=False)
+        return text
     tablefmt = {"markdown": "pipe", "github": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
     text = tabulate(shown, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
     if fmt in ("markdown", "github"):
