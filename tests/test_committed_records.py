@@ -5,6 +5,7 @@ of those records."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -55,6 +56,20 @@ def _report_table_rows():
 TABLE_ROWS = _report_table_rows()
 
 
+@functools.cache
+def _runs_of_report(report: str) -> list[tuple[str, float, int | None, float | None]]:
+    """(commit, test rsum, epoch kept, its dev rsum) of every committed record of one report folder,
+    its sub-folders included; read once for all the README lines that quote them."""
+    runs = []
+    for path in sorted((REPO / "reports" / report).glob("**/records/*.json")):
+        record = json.loads(path.read_text())
+        training = record.get("training") or {}
+        curve = {point["epoch"]: point["val_rsum"] for point in training.get("validation_curve") or []}
+        kept = training.get("best_epoch")
+        runs.append((record["provenance"]["git"]["commit"], record["metrics"]["rsum"], kept, curve.get(kept)))
+    return runs
+
+
 def test_report_tables_quote_numbers():
     assert len(TABLE_ROWS) > 30
 
@@ -82,23 +97,13 @@ def test_a_number_quoted_with_its_commit_is_a_committed_record(readme, number, h
             epoch = numbers(cell)[0]
         elif name.startswith("best dev") and "(" in cell and re.match(r"\**\d", cell):
             dev, epoch = numbers(cell)[:2]
-    report = REPO / "reports" / readme.relative_to(REPO / "reports").parts[0]
-    candidates = []
-    for path in sorted(report.glob("**/records/*.json")):
-        record = json.loads(path.read_text())
-        if not record["provenance"]["git"]["commit"].startswith(commit):
-            continue
-        training = record.get("training") or {}
-        curve = {p["epoch"]: p["val_rsum"] for p in training.get("validation_curve") or []}
-        kept = training.get("best_epoch")
-        candidates.append((round(record["metrics"]["rsum"], 1), kept,
-                           None if curve.get(kept) is None else round(curve[kept], 1)))
-        if abs(record["metrics"]["rsum"] - test) > 0.051:
-            continue
-        if epoch is not None and kept != epoch:
-            continue
-        if dev is not None and (kept is None or abs(curve[kept] - dev) > 0.051):
-            continue
-        return
+    report = readme.relative_to(REPO / "reports").parts[0]
+    candidates = [run for run in _runs_of_report(report) if run[0].startswith(commit)]
+    for _, rsum, kept, kept_dev in candidates:
+        if abs(rsum - test) <= 0.051 and (epoch is None or kept == epoch) and \
+                (dev is None or (kept_dev is not None and abs(kept_dev - dev) <= 0.051)):
+            return
+    found = [(round(rsum, 1), kept, None if kept_dev is None else round(kept_dev, 1))
+             for _, rsum, kept, kept_dev in candidates]
     pytest.fail(f"{readme.relative_to(REPO)}:{number} quotes test {test}, dev {dev}, epoch {epoch} at {commit}; "
-                f"the records of {report.name} at that commit have (test, epoch, dev) {candidates}")
+                f"the records of {report} at that commit have (test, epoch, dev) {found}")
