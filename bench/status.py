@@ -28,13 +28,20 @@ class CellStatus:
     last_dev_rsum: float | None = None
     checkpoint_age_s: float | None = None  # since the last epoch's checkpoint was written
     test_rsum: float | None = None  # finished cells
+    epochs_planned: int | None = None  # of the main stage; checkpoints written before it was saved lack it
+    time_left_s: float | None = None  # the epochs left at the pace of the last few, whether or not it runs now
 
 
-def _curve(path: Path) -> list[dict]:
+# How many of the latest epochs set the pace for the time left: recent enough to follow a change of
+# load on a shared machine, enough of them to smooth one slow epoch.
+PACE_EPOCHS = 3
+
+
+def _read_checkpoint(path: Path) -> dict:
     import torch
 
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    return list(saved.get("curve", [])) if isinstance(saved, dict) else []
+    return saved if isinstance(saved, dict) else {}
 
 
 def _from_checkpoint(name: str, state: str, folder: Path, now: float) -> CellStatus:
@@ -42,14 +49,21 @@ def _from_checkpoint(name: str, state: str, folder: Path, now: float) -> CellSta
     if not path.exists():  # killed (or still) within its first epoch, or in a stage before the main one
         return CellStatus(name, state, epochs_done=0)
     try:
-        curve = [point for point in _curve(path) if "val_rsum" in point]
+        saved = _read_checkpoint(path)
     except Exception:  # a truncated or foreign file: say so in the row instead of stopping the listing
         return CellStatus(name, f"{state} (checkpoint unreadable)", checkpoint_age_s=now - path.stat().st_mtime)
+    curve = [point for point in saved.get("curve", []) if "val_rsum" in point]
     best = max(curve, key=lambda point: point["val_rsum"], default=None)
+    planned, seconds = saved.get("epochs"), saved.get("epoch_seconds") or []
+    time_left = None
+    if isinstance(planned, int) and seconds:
+        pace = seconds[-PACE_EPOCHS:]
+        time_left = max(planned - len(curve), 0) * sum(pace) / len(pace)
     return CellStatus(name, state, epochs_done=len(curve),
                       best_dev_rsum=best["val_rsum"] if best else None, best_epoch=best["epoch"] if best else None,
                       last_dev_rsum=curve[-1]["val_rsum"] if curve else None,
-                      checkpoint_age_s=now - path.stat().st_mtime)
+                      checkpoint_age_s=now - path.stat().st_mtime,
+                      epochs_planned=planned if isinstance(planned, int) else None, time_left_s=time_left)
 
 
 def _last_write(folder: Path) -> float:

@@ -6,7 +6,9 @@ callables: ``train_epoch(epoch) -> {loss name: mean value}`` and
 selects the kept epoch (``score``, default ``rsum``) and whether higher is better. The
 skeleton runs the epochs, steps the schedulers, keeps the weights of the epoch with the
 best validation score, and after every epoch writes a checkpoint atomically (modules,
-optimizers, schedulers, RNG states, the best weights so far and the validation curve).
+optimizers, schedulers, RNG states, the best weights so far and the validation curve, and
+the planned number of epochs with each one's wall time, from which ``bench status`` estimates
+the time left).
 If a checkpoint is there when training starts, it resumes after the last finished epoch
 with the RNG state it had, so on CPU a resumed run ends exactly where an uninterrupted
 one would. :class:`EpochLog` averages a loop's per-step losses and reports its progress.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import time
 from pathlib import Path
 from collections import defaultdict
 from typing import Callable, Iterator
@@ -118,6 +121,7 @@ def run_training(
     path = Path(context.workdir) / checkpoint_name
     result = FitResult()
     start_epoch, best, best_state = 0, -math.inf, None
+    epoch_seconds: list[float] = []  # wall time of each epoch (training and validation), for `bench status`
 
     if path.exists():
         try:
@@ -137,8 +141,10 @@ def run_training(
         result.validation_curve = saved["curve"]
         result.best_epoch = saved["best_epoch"]
         result.resumed_from_epoch = saved["epoch"]
+        epoch_seconds = list(saved.get("epoch_seconds", []))  # checkpoints from before it have none
 
     for epoch in range(start_epoch, n_epochs):
+        started = time.perf_counter()
         for module in modules.values():
             module.train()
         losses = train_epoch(epoch)
@@ -156,6 +162,7 @@ def run_training(
             best_state = {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
         for scheduler in schedulers.values():
             scheduler.step()
+        epoch_seconds.append(time.perf_counter() - started)
         atomic_torch_save(
             path,
             {
@@ -168,6 +175,8 @@ def run_training(
                 "best_epoch": result.best_epoch,
                 "best_state": best_state,
                 "curve": result.validation_curve,
+                "epochs": n_epochs,
+                "epoch_seconds": epoch_seconds,
             },
         )
         context.progress(epoch=epoch + 1, epochs=n_epochs, **{f"val_{score}": value, f"best_{score}": sign * best},

@@ -126,6 +126,7 @@ def test_status_reads_finished_failed_running_and_superseded_cells(small_synthet
     running = {r.name: r for r in run_status(tmp_path)}[name]
     curve = record["training"]["validation_curve"]
     assert running.state == "in progress" and running.epochs_done == 2
+    assert running.epochs_planned == 2 and running.time_left_s == 0  # the checkpoint knows the plan
     assert running.best_dev_rsum == max(p["val_rsum"] for p in curve) and running.last_dev_rsum == curve[-1]["val_rsum"]
     assert main(["status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -142,6 +143,28 @@ def test_status_reads_finished_failed_running_and_superseded_cells(small_synthet
     assert {r.name: r.state for r in run_status(tmp_path)}[f"{name} (0123456789ab)"] == "in progress"
     (old / "checkpoint.pt").write_bytes(b"cut short")
     assert {r.name: r.state for r in run_status(tmp_path)}[f"{name} (0123456789ab)"] == "in progress (checkpoint unreadable)"
+
+
+def test_status_estimates_the_time_left_from_the_latest_epochs(tmp_path, capsys):
+    """The time left is the epochs still to run at the mean pace of the last three; a checkpoint
+    written before the plan was saved shows the epochs done and no estimate."""
+    import torch
+
+    from bench.status import run_status
+
+    work = tmp_path / "work" / "synthetic_vse-gru_cpu_overlap_p50_seed0-0123456789ab"
+    work.mkdir(parents=True)
+    curve = [{"epoch": e, "val_rsum": 10.0 + e} for e in range(4)]
+    torch.save({"curve": curve, "epochs": 10, "epoch_seconds": [500.0, 60.0, 120.0, 180.0]}, work / "checkpoint.pt")
+    (row,) = run_status(tmp_path)
+    assert (row.epochs_done, row.epochs_planned, row.time_left_s) == (4, 10, 6 * 120.0)
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| 4 of 10 " in out and "| about 12 min " in out
+
+    torch.save({"curve": curve}, work / "checkpoint.pt")  # an older checkpoint
+    (row,) = run_status(tmp_path)
+    assert (row.epochs_done, row.epochs_planned, row.time_left_s) == (4, None, None)
 
 
 def test_same_cell_twice_gives_the_same_metrics(small_synthetic, small_splits, tmp_path):

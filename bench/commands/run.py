@@ -68,7 +68,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=run_command)
 
     status = subparsers.add_parser(
-        "status", help="which cells of a run folder finished, failed or are under way (epochs, dev rsum so far)",
+        "status",
+        help="which cells of a run folder finished, failed or are under way (epochs, dev rsum so far, time left)",
         description="Read a run folder's records and checkpoints, without disturbing a grid that is running.")
     status.add_argument("run", nargs="?", type=Path, default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
     status.add_argument("--all", action="store_true", help="list finished cells too, not only the count")
@@ -156,11 +157,24 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
+def _minutes_or_hours(seconds: float) -> str:
     minutes = seconds / 60
-    return f"{minutes:.0f} min ago" if minutes < 120 else f"{minutes / 60:.1f} h ago"
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def _age(seconds: float | None) -> str:
+    return "" if seconds is None else f"{_minutes_or_hours(seconds)} ago"
+
+
+def _epochs(done: int | None, planned: int | None) -> str:
+    if done is None:
+        return ""
+    return f"{done} of {planned}" if planned is not None else f"{done}"
+
+
+def _time_left(seconds: float | None) -> str:
+    """The time left, at the pace of the latest epochs: blank when unknown (older checkpoints)."""
+    return "" if seconds is None else f"about {_minutes_or_hours(seconds)}"
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -176,10 +190,10 @@ def status_command(args: argparse.Namespace) -> int:
     rows = run_status(args.run)
     shown = [r for r in rows if args.all or r.state != "finished"]
     number = lambda value: "" if value is None else f"{value:.1f}"  # noqa: E731
-    table = [{"cell": r.name, "state": r.state, "epochs done": "" if r.epochs_done is None else r.epochs_done,
+    table = [{"cell": r.name, "state": r.state, "epochs done": _epochs(r.epochs_done, r.epochs_planned),
               "best dev rsum": number(r.best_dev_rsum) + (f" (epoch {r.best_epoch})" if r.best_epoch is not None else ""),
               "last dev rsum": number(r.last_dev_rsum), "checkpoint written": _age(r.checkpoint_age_s),
-              "test rsum": number(r.test_rsum)} for r in shown]
+              "time left": _time_left(r.time_left_s), "test rsum": number(r.test_rsum)} for r in shown]
     if table:
         print(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True))
     counts = Counter(r.state for r in rows)
