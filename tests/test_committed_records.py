@@ -59,15 +59,13 @@ TABLE_ROWS = _report_table_rows()
 @functools.cache
 def _runs_of_report(report: str) -> list[tuple[str, float, int | None, float | None]]:
     """(commit, test rsum, epoch kept, its dev rsum) of every committed record of one report folder,
-    its sub-folders included; read once for all the README lines that quote them."""
-    runs = []
-    for path in sorted((REPO / "reports" / report).glob("**/records/*.json")):
-        record = json.loads(path.read_text())
-        training = record.get("training") or {}
-        curve = {point["epoch"]: point["val_rsum"] for point in training.get("validation_curve") or []}
-        kept = training.get("best_epoch")
-        runs.append((record["provenance"]["git"]["commit"], record["metrics"]["rsum"], kept, curve.get(kept)))
-    return runs
+    its sub-folders included, read as `bench report` reads them; once for all the README lines that
+    quote them."""
+    from bench.report import load_records, records_frame
+
+    frame = records_frame(load_records(sorted((REPO / "reports" / report).glob("**/records/*.json"))))
+    return [(run["commit"], run["rsum"], run["best_epoch"], dict(run["_curve"]).get(run["best_epoch"]))
+            for _, run in frame.iterrows()]
 
 
 def test_report_tables_quote_numbers():
