@@ -359,6 +359,14 @@ def test_gru_text_gets_the_update_cap_of_vse_and_jwae_in_the_cpu_profile_only():
     assert UnimodelConfig.for_profile("cpu", {**gru, "updates": "500"}).updates == 500  # --set still wins
 
 
+def test_gru_text_reads_raw_image_features_in_the_cpu_profile_only():
+    gru = {"text_encoder": "gru"}
+    assert not UnimodelConfig.for_profile("cpu", gru).standardize_features
+    assert UnimodelConfig.for_profile("cpu").standardize_features  # minilm keeps its standardised features
+    assert UnimodelConfig.for_profile("paper", gru).standardize_features
+    assert UnimodelConfig.for_profile("cpu", {**gru, "standardize_features": "true"}).standardize_features
+
+
 # -- training ---------------------------------------------------------------------------------------
 def chance_rsum(n_images: int, per_image: int = 5) -> float:
     n_captions = n_images * per_image
