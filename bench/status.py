@@ -54,16 +54,17 @@ def _from_checkpoint(name: str, state: str, folder: Path, now: float) -> CellSta
         return CellStatus(name, f"{state} (checkpoint unreadable)", checkpoint_age_s=now - path.stat().st_mtime)
     curve = [point for point in saved.get("curve", []) if "val_rsum" in point]
     best = max(curve, key=lambda point: point["val_rsum"], default=None)
-    planned, seconds = saved.get("epochs"), saved.get("epoch_seconds") or []
+    planned = saved.get("epochs") if isinstance(saved.get("epochs"), int) else None
+    seconds = saved.get("epoch_seconds") or []
     time_left = None
-    if isinstance(planned, int) and seconds:
+    if planned is not None and seconds:
         pace = seconds[-PACE_EPOCHS:]
         time_left = max(planned - len(curve), 0) * sum(pace) / len(pace)
     return CellStatus(name, state, epochs_done=len(curve),
                       best_dev_rsum=best["val_rsum"] if best else None, best_epoch=best["epoch"] if best else None,
                       last_dev_rsum=curve[-1]["val_rsum"] if curve else None,
                       checkpoint_age_s=now - path.stat().st_mtime,
-                      epochs_planned=planned if isinstance(planned, int) else None, time_left_s=time_left)
+                      epochs_planned=planned, time_left_s=time_left)
 
 
 def _last_write(folder: Path) -> float:
