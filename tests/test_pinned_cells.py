@@ -6,8 +6,8 @@ metrics with ``tests/pinned_cells.json``. The file was written by the code befor
 one-shape refactor and is refreshed only for an intended change of behaviour:
 ``python tests/test_pinned_cells.py --update`` (say why in the commit). Bit-exact numbers hold
 within one numeric platform (``bench.provenance.cpu_capability``: AVX2 and AVX-512 machines sum float
-products in other orders), so the file keeps one set of pins per platform, and a platform without
-pins skips the check, saying how to add them.
+products in other orders), so the file keeps one set of pins per platform. On a platform without pins the test still checks
+that a rerun gives the same numbers and the pinned layout, then skips, saying how to add pins.
 """
 
 from __future__ import annotations
@@ -79,6 +79,18 @@ def _close(expected, actual, where: str) -> None:
         assert expected == actual, f"{where}: {actual} != {expected}"
 
 
+def _same_layout(expected, actual, where: str) -> None:
+    """The same keys and list lengths, whatever the numbers (they differ between numeric platforms)."""
+    if isinstance(expected, dict):
+        assert set(expected) == set(actual), f"{where}: keys {sorted(set(expected) ^ set(actual))}"
+        for key in expected:
+            _same_layout(expected[key], actual[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(expected) == len(actual), where
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            _same_layout(e, a, f"{where}[{i}]")
+
+
 @pytest.mark.parametrize("model_name,text_encoder,step1_mode", CASES)
 def test_fixed_seed_cell_is_unchanged(model_name, text_encoder, step1_mode, tmp_path, fake_minilm):
     from bench.provenance import cpu_capability
@@ -87,10 +99,24 @@ def test_fixed_seed_cell_is_unchanged(model_name, text_encoder, step1_mode, tmp_
     name = case_name(model_name, text_encoder, step1_mode)
     platform = cpu_capability()
     pins = json.loads(PINNED.read_text())["platforms"].get(platform)
+    actual = run_case(model_name, text_encoder, step1_mode, tmp_path / "first")
     if pins is None:
+        # Without pins the check that needs no pins still runs: the same seed gives the same numbers
+        # twice on this machine, in the pinned layout. Only then does the test skip.
+        _close(actual, run_case(model_name, text_encoder, step1_mode, tmp_path / "second"), f"{name} (rerun)")
+        any_pins = next(iter(json.loads(PINNED.read_text())["platforms"].values()))[name]
+        _same_layout(any_pins, actual, name)
         skip_unpinned(platform, "tests/pinned_cells.json", "python tests/test_pinned_cells.py --update")
-    _close(pins[name], run_case(model_name, text_encoder, step1_mode, tmp_path), name)
+    _close(pins[name], actual, name)
 
+
+
+def test_a_platform_without_pins_still_checks_a_rerun(monkeypatch, tmp_path, fake_minilm):
+    import bench.provenance
+
+    monkeypatch.setattr(bench.provenance, "cpu_capability", lambda: "NO-SUCH-PLATFORM")
+    with pytest.raises(pytest.skip.Exception, match="no pins for this numeric platform"):
+        test_fixed_seed_cell_is_unchanged("vse", "minilm", "", tmp_path, fake_minilm)
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--update"]:
