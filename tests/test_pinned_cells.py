@@ -6,8 +6,9 @@ metrics with ``tests/pinned_cells.json``. The file was written by the code befor
 one-shape refactor and is refreshed only for an intended change of behaviour:
 ``python tests/test_pinned_cells.py --update`` (say why in the commit). Bit-exact numbers hold
 within one numeric platform (``bench.provenance.cpu_capability``: AVX2 and AVX-512 machines sum float
-products in other orders), so the file keeps one set of pins per platform. On a platform without pins the test still checks
-that a rerun gives the same numbers and the pinned layout, then skips, saying how to add pins.
+products in other orders), so the file keeps one set of pins per platform. On a platform without
+pins the test still checks that a rerun gives the same numbers in the pinned layout, then skips,
+saying how to add pins.
 """
 
 from __future__ import annotations
@@ -90,17 +91,16 @@ def test_fixed_seed_cell_is_unchanged(model_name, text_encoder, step1_mode, tmp_
 
     name = case_name(model_name, text_encoder, step1_mode)
     platform = cpu_capability()
-    pins = json.loads(PINNED.read_text())["platforms"].get(platform)
+    platforms = json.loads(PINNED.read_text())["platforms"]
+    pins = platforms.get(platform)
     actual = run_case(model_name, text_encoder, step1_mode, tmp_path / "first")
     if pins is None:
         # Without pins the check that needs no pins still runs: the same seed gives the same numbers
         # twice on this machine, in the pinned layout. Only then does the test skip.
         _close(actual, run_case(model_name, text_encoder, step1_mode, tmp_path / "second"), f"{name} (rerun)")
-        any_pins = next(iter(json.loads(PINNED.read_text())["platforms"].values()))[name]
-        _close(any_pins, actual, f"{name} (layout)", values=False)
+        _close(next(iter(platforms.values()))[name], actual, f"{name} (layout)", values=False)
         skip_unpinned(platform, "tests/pinned_cells.json", "python tests/test_pinned_cells.py --update")
     _close(pins[name], actual, name)
-
 
 
 def test_a_platform_without_pins_still_checks_a_rerun(monkeypatch, tmp_path, fake_minilm):
@@ -109,6 +109,7 @@ def test_a_platform_without_pins_still_checks_a_rerun(monkeypatch, tmp_path, fak
     monkeypatch.setattr(bench.provenance, "cpu_capability", lambda: "NO-SUCH-PLATFORM")
     with pytest.raises(pytest.skip.Exception, match="no pins for this numeric platform"):
         test_fixed_seed_cell_is_unchanged("vse", "minilm", "", tmp_path, fake_minilm)
+
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--update"]:
