@@ -21,7 +21,7 @@ from bench.splits import make_split
 from bench.nn.text import text_side
 from bench.text import Vocabulary
 from unimodel import losses as L
-from unimodel.model import UnimodelConfig, UnimodelModel, epoch_batches, training_pools
+from unimodel.model import UnimodelConfig, UnimodelModel, epoch_batches, hinge_warmup_for, training_pools
 from unimodel.objective import CRITIC_WEIGHTS, MODEL_LOSS_WEIGHTS, Batch, Forward
 from unimodel.parts import Critic, Parts, ResidualMLP
 
@@ -365,6 +365,46 @@ def test_gru_text_reads_raw_image_features_in_the_cpu_profile_only():
     assert UnimodelConfig.for_profile("cpu").standardize_features  # minilm keeps its standardised features
     assert UnimodelConfig.for_profile("paper", gru).standardize_features
     assert UnimodelConfig.for_profile("cpu", {**gru, "standardize_features": "true"}).standardize_features
+
+
+def test_a_warmup_in_passes_grows_with_the_paired_set_and_keeps_one_epoch_at_low_fractions():
+    cfg = UnimodelConfig.for_profile("cpu", {"text_encoder": "gru"})
+    assert cfg.hinge_warmup_passes == 3
+    steps = math.ceil(30_000 / cfg.batch_size)  # a Flickr8k stage-2 epoch: the 30,000 training captions
+    # 3 passes over the pairs of 100, 50, 25 and 10 % of its 6,000 training images (5 captions each)
+    assert [hinge_warmup_for(cfg, 300 * f, steps) for f in (100, 50, 25, 10)] == [3, 2, 1, 1]
+    assert hinge_warmup_for(dataclasses.replace(cfg, hinge_warmup_epochs=2), 3_000, steps) == 2  # never shorter
+    off = dataclasses.replace(cfg, hinge_warmup_passes=0.0, hinge_warmup_epochs=5)
+    assert hinge_warmup_for(off, 30_000, steps) == 5  # 0: the warm-up is counted in epochs
+    exact = dataclasses.replace(cfg, hinge_warmup_passes=4.0, batch_size=100)
+    assert hinge_warmup_for(exact, 2_500, 100) == 1  # exactly 4 passes in one epoch: not rounded up to 2
+
+
+def test_the_warmup_in_passes_is_cpu_gru_only_and_leaves_other_hashes_alone():
+    from bench.config import hashed_config
+
+    assert UnimodelConfig.for_profile("cpu").hinge_warmup_passes == 0  # minilm
+    assert UnimodelConfig.for_profile("paper", {"text_encoder": "gru"}).hinge_warmup_passes == 0
+    assert "hinge_warmup_passes" not in hashed_config(UnimodelConfig.for_profile("cpu"))
+    assert hashed_config(UnimodelConfig.for_profile("cpu", {"text_encoder": "gru"}))["hinge_warmup_passes"] == 3
+
+
+def test_hardest_negatives_start_after_the_warmup_that_the_passes_ask_for(tiny_data, tmp_path, monkeypatch):
+    import unimodel.model as unimodel_model
+
+    hardest = []
+    original = unimodel_model.Forward
+
+    def recording(parts, cfg, batch, train_step1, max_violation=None):
+        hardest.append(max_violation)
+        return original(parts, cfg, batch, train_step1, max_violation)
+
+    monkeypatch.setattr(unimodel_model, "Forward", recording)
+    # 90 paired images (450 captions); an epoch is 47 batches of 32 (the 1,500 pooled captions),
+    # 3.3 passes over the pairs, so 4 passes take 2 epochs
+    _, result = fit(tiny_config(stage1_epochs=0, hinge_warmup_passes=4), tiny_data, tmp_path)
+    assert hardest == [False] * 94 + [True] * 47
+    assert "VSE0 warm-up: 2 stage-2 epochs (at least 4 passes over the 450 paired captions)" in result.notes
 
 
 # -- training ---------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ own checkpoint, so an interrupted run resumes in either:
    reconstruction and the paired hinge (``step1_mode="retrieval"``), or frozen; the kept epoch has the
    best dev rsum. The first ``hinge_warmup_epochs`` use every violating negative (VSE0), then only
    the hardest: from scratch, the GRU's near-identical initial states (cosine ~0.94) make the
-   hardest-negative hinge collapse every score to one value.
+   hardest-negative hinge collapse every score to one value. With ``hinge_warmup_passes`` the
+   warm-up lasts that many passes over the paired captions instead (:func:`hinge_warmup_for`), so
+   it grows with the paired fraction.
 
 Batching (stage 2): each step draws a paired batch of ``batch_size`` captions with their images
 and, independently, ``batch_size`` unpaired images and ``batch_size`` unpaired captions. An epoch
@@ -106,6 +108,18 @@ def epoch_batches(n: int, steps: int, batch_size: int) -> torch.Tensor:
     need = steps * b
     order = torch.cat([torch.randperm(n) for _ in range(math.ceil(need / n))])[:need]
     return order.view(steps, b)
+
+
+def hinge_warmup_for(cfg: UnimodelConfig, n_paired: int, steps: int) -> int:
+    """Stage-2 epochs of the VSE0 warm-up: ``hinge_warmup_epochs``, or with ``hinge_warmup_passes``
+    enough whole epochs of ``steps`` paired batches to pass over the ``n_paired`` captions that many
+    times, whichever is longer. The hardest-negative hinge needs embeddings spread by the warm-up
+    first; one epoch passes over the pairs of 25 % four times but over those of 100 % only once."""
+    if cfg.hinge_warmup_passes <= 0 or n_paired == 0:
+        return cfg.hinge_warmup_epochs
+    passes_per_epoch = steps * min(cfg.batch_size, n_paired) / n_paired
+    # rounded first, so that a whole number of epochs off by float error is not rounded up to the next
+    return max(cfg.hinge_warmup_epochs, math.ceil(round(cfg.hinge_warmup_passes / passes_per_epoch, 6)))
 
 
 @dataclass(eq=False)
@@ -194,7 +208,11 @@ class UnimodelModel(EmbeddingModel):
         if result.resumed_from_epoch is None and stage1 is not None and stage1.resumed_from_epoch is not None:
             notes.append(f"stage 1 resumed after its epoch {stage1.resumed_from_epoch}")
         critics = ", ".join(active_critics(cfg)) or "none"
-        notes.append(f"stage 2: {self._stage2_steps(data)} steps per epoch; critics trained: {critics}")
+        steps = self._stage2_steps(data)
+        notes.append(f"stage 2: {steps} steps per epoch; critics trained: {critics}")
+        if cfg.hinge_warmup_passes > 0:
+            notes.append(f"VSE0 warm-up: {hinge_warmup_for(cfg, data.n_paired, steps)} stage-2 epochs "
+                         f"(at least {cfg.hinge_warmup_passes:g} passes over the {data.n_paired} paired captions)")
         result.notes.extend(notes)
         fixed, per_epoch = self.schedule(paired, unpaired)
         result.updates = fixed + per_epoch * result.epochs_run
@@ -310,12 +328,13 @@ class UnimodelModel(EmbeddingModel):
         use_unpaired = needs_unpaired(cfg) and data.n_images > 0 and data.n_texts > 0
         use_paired = needs_paired(cfg) and data.n_paired > 0
         steps = self._stage2_steps(data)
+        warmup_epochs = hinge_warmup_for(cfg, data.n_paired, steps)
 
         def train_epoch(epoch: int) -> dict[str, float]:
             if not train_step1:
                 for _, module in parts.items(STEP1_NAMES):
                     module.eval()
-            hardest = cfg.max_violation and epoch >= cfg.hinge_warmup_epochs
+            hardest = cfg.max_violation and epoch >= warmup_epochs
             paired_idx = epoch_batches(data.n_paired, steps, cfg.batch_size) if use_paired else None
             image_idx = epoch_batches(data.n_images, steps, cfg.batch_size) if use_unpaired else None
             text_idx = epoch_batches(data.n_texts, steps, cfg.batch_size) if use_unpaired else None
