@@ -124,7 +124,7 @@ class UnimodelConfig(TrainingConfig):
     # paired-only control with raw features collapsed at 50 and 100 % on seed 0 (dev rsum fell from
     # its epoch-2 peak of 81.9 at 100 %); with three epochs it trained on (dev 148.0 at 50 %, 156.0 at
     # 100 %). Three passes are 3 epochs at 100 %, 2 at 50 % and the 1 epoch of before at 25 and 10 %
-    # (reports/flickr8k-gru/dev-runs, "The control at 50 and 100 %").
+    # (reports/flickr8k-gru/dev-runs, "The warm-up counted in passes over the pairs").
     PROFILE_TEXT_ENCODER_SETTINGS: ClassVar[dict] = {
         "cpu": {"gru": {"updates": CPU_UPDATE_CAP, "standardize_features": False, "hinge_warmup_passes": 3.0}}}
 
