@@ -88,6 +88,10 @@ class FitResult:
     notes: list[str] = field(default_factory=list)  # e.g. "unpaired data ignored"
     resumed_from_epoch: int | None = None
     updates: int | None = None  # optimizer updates of the model's weights (not of critics), when it counts them
+    # wall seconds of every epoch behind this result (training and validation), summed over every leg of
+    # a resumed run, where the record's `timing` holds the last leg only; None when some epoch's time is
+    # unknown (a checkpoint from before epoch times were kept) or the model has no epochs
+    train_seconds: float | None = None
 
 
 class RetrievalModel(abc.ABC):

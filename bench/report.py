@@ -132,7 +132,12 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row["epochs_run"], row["best_epoch"] = training.get("epochs_run"), training.get("best_epoch")
         row["_curve"] = [(point["epoch"], point["val_rsum"]) for point in training.get("validation_curve") or []
                          if is_number(point.get("epoch")) and is_number(point.get("val_rsum"))]
-        row["fit_s"] = (r.get("timing") or {}).get("fit_s")
+        # training time over every leg of a resumed run where the record has it; else the fit's
+        # wall time, which is the last leg's only (`_partial_s` marks such a resumed run)
+        row["fit_s"] = training.get("train_seconds")
+        row["_partial_s"] = row["fit_s"] is None and training.get("resumed_from_epoch") is not None
+        if row["fit_s"] is None:
+            row["fit_s"] = (r.get("timing") or {}).get("fit_s")
         git = ((r.get("provenance") or {}).get("git") or {})
         row["commit"], row["dirty"] = git.get("commit"), git.get("dirty")
         row["tuning_trials"] = tuned.get("trials_spent")
@@ -382,7 +387,8 @@ def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
                      "Row": name, "Paired %": f"{fraction:g}",
                      "updates per run": "" if updates.isna().all() else
                      (f"{updates.mean():.0f}" if updates.notna().all() else "n/a (older records)"),
-                     "train s per run": f"{pd.to_numeric(group['fit_s'], errors='coerce').mean():.0f}",
+                     "train s per run": ("≥ " if group["_partial_s"].astype(bool).any() else "")
+                     + f"{pd.to_numeric(group['fit_s'], errors='coerce').mean():.0f}",
                      "tuning trials": "" if group["tuning_trials"].isna().all() else
                      ", ".join(sorted({f"{int(t)}" for t in group["tuning_trials"].dropna()})),
                      "tuned at %": "" if group["tuning_file"].isna().all() else
@@ -501,7 +507,8 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
     if budget is not None:
         text += "\n\n" + tabulate(budget, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)
         text += ("\n\n- budget: optimizer updates of the model's weights per run (mean over the rows' runs), training "
-                 "wall time per run; for --profile tuned rows, the `bench tune` trials of the study whose file the "
+                 "wall time per run (≥: a resumed run whose record holds its last leg's time only); "
+                 "for --profile tuned rows, the `bench tune` trials of the study whose file the "
                  "runs used, the fraction it was tuned at, and that study's wall time.")
     return text + "\n"
 

@@ -183,6 +183,8 @@ def run_training(
                          **losses)
 
     result.epochs_run = n_epochs
+    if len(epoch_seconds) == n_epochs:
+        result.train_seconds = round(sum(epoch_seconds), 3)
     if best_state is not None:
         for name, module in modules.items():
             module.load_state_dict(best_state[name])

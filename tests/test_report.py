@@ -334,3 +334,21 @@ def test_report_per_run_lists_the_committed_runs(capsys):
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert runs == [{"Row": "jwae (gru)", "Paired %": "25", "seed": "0", "updates": "2773", "epoch kept": "46",
                      "dev rsum": "114.5", "test rsum": "109.5", "commit": "1149754"}]
+
+
+def test_training_time_counts_every_leg_of_a_resumed_run_and_marks_a_last_leg_only_time():
+    """`train s per run` reads the record's summed epoch times; a resumed run from before they were kept
+    has only its last leg's time, which the table marks as a lower bound."""
+    import copy
+
+    from bench.report import budget_table
+
+    record = json.loads((REPO / "reports" / "flickr8k-paper" / "records"
+                         / "flickr8k_vse-gru_paper_overlap_p100_seed0.json").read_text())
+    assert record["training"]["resumed_from_epoch"] is not None and "train_seconds" not in record["training"]
+    last_leg_only = budget_table(records_frame([record]))
+    assert list(last_leg_only["train s per run"]) == [f"≥ {record['timing']['fit_s']:.0f}"]
+
+    counted = copy.deepcopy(record)
+    counted["training"]["train_seconds"] = 7200.4
+    assert list(budget_table(records_frame([counted]))["train s per run"]) == ["7200"]

@@ -450,6 +450,10 @@ def test_resume_in_either_stage_ends_where_an_uninterrupted_run_does(tiny_data, 
         fit(cfg, tiny_data, work, progress=stop_after(2, 2))  # killed after stage-2 epoch 2
     resumed, result = fit(cfg, tiny_data, work)
     assert result.resumed_from_epoch == 1
+    # the training time is both stages' epochs over every leg
+    seconds = [sum(torch.load(work / name, weights_only=False)["epoch_seconds"])
+               for name in ("stage1.pt", "checkpoint.pt")]
+    assert result.train_seconds > 0 and result.train_seconds == pytest.approx(sum(seconds), abs=0.01)
     assert torch.equal(full.embed_images(dataset.dev.features), resumed.embed_images(dataset.dev.features))
     assert torch.equal(full.embed_captions(dataset.dev.captions), resumed.embed_captions(dataset.dev.captions))
 

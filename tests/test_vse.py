@@ -225,6 +225,19 @@ def test_resume_matches_uninterrupted_run(gru_run, data, tmp_path):
     assert resumed.validation_curve == full.validation_curve
     assert resumed.best_epoch == full.best_epoch
     assert torch.equal(images, images2) and torch.equal(captions, captions2)
+    # the training time counts the epochs of both legs, not only the one that ran last
+    epoch_seconds = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch_seconds"]
+    assert len(epoch_seconds) == 3 and resumed.train_seconds == round(sum(epoch_seconds), 3) > 0
+
+
+def test_a_resumed_run_whose_checkpoint_lacks_epoch_times_reports_no_training_time(data, tmp_path):
+    _fit(data, tmp_path, config=dataclasses.replace(TINY, epochs=2))
+    path = tmp_path / "checkpoint.pt"
+    saved = torch.load(path, weights_only=False)
+    del saved["epoch_seconds"]  # as written before checkpoints kept them
+    torch.save(saved, path)
+    _, resumed, _ = _fit(data, tmp_path)
+    assert resumed.resumed_from_epoch == 1 and resumed.train_seconds is None
 
 
 def test_unpaired_data_is_ignored(gru_run, data, tmp_path):

@@ -205,6 +205,9 @@ class UnimodelModel(EmbeddingModel):
             notes.append(f"stage 1: {cfg.stage1_epochs} epochs of the step-1 autoencoders; kept epoch "
                          f"{stage1.best_epoch} (dev reconstruction {best.get('val_recon', float('nan')):.4f})")
         result = self.train_stage2(data, context)
+        if stage1 is not None:  # the time of both stages, or None if either is unknown
+            known = stage1.train_seconds is not None and result.train_seconds is not None
+            result.train_seconds = round(stage1.train_seconds + result.train_seconds, 3) if known else None
         if result.resumed_from_epoch is None and stage1 is not None and stage1.resumed_from_epoch is not None:
             notes.append(f"stage 1 resumed after its epoch {stage1.resumed_from_epoch}")
         critics = ", ".join(active_critics(cfg)) or "none"
