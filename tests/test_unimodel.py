@@ -407,6 +407,12 @@ def test_hardest_negatives_start_after_the_warmup_that_the_passes_ask_for(tiny_d
     assert "VSE0 warm-up: 2 stage-2 epochs (at least 4 passes over the 450 paired captions)" in result.notes
 
 
+def test_no_warmup_note_without_hardest_negatives(tiny_data, tmp_path):
+    # with max_violation off every epoch is VSE0, so a note about a warm-up would mislead
+    _, result = fit(tiny_config(stage1_epochs=0, hinge_warmup_passes=4, max_violation=False), tiny_data, tmp_path)
+    assert not any(note.startswith("VSE0 warm-up") for note in result.notes)
+
+
 # -- training ---------------------------------------------------------------------------------------
 def chance_rsum(n_images: int, per_image: int = 5) -> float:
     n_captions = n_images * per_image

@@ -213,7 +213,7 @@ class UnimodelModel(EmbeddingModel):
         critics = ", ".join(active_critics(cfg)) or "none"
         steps = self._stage2_steps(data)
         notes.append(f"stage 2: {steps} steps per epoch; critics trained: {critics}")
-        if cfg.hinge_warmup_passes > 0:
+        if cfg.hinge_warmup_passes > 0 and cfg.max_violation:  # without hardest negatives there is no warm-up
             notes.append(f"VSE0 warm-up: {hinge_warmup_for(cfg, data.n_paired, steps)} stage-2 epochs "
                          f"(at least {cfg.hinge_warmup_passes:g} passes over the {data.n_paired} paired captions)")
         result.notes.extend(notes)
