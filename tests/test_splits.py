@@ -94,9 +94,21 @@ def test_committed_synthetic_splits_verify(capsys):
 @pytest.mark.shared_data
 def test_committed_flickr8k_splits_verify(shared_data, capsys):
     assert main(["splits", "verify", "--dataset", "flickr8k", "--root", str(shared_data / "flickr8k")]) == 0
-    for policy in ("overlap", "disjoint"):  # fractions 100, 50, 25, 10 x seeds 0, 1, 2, each
+    for policy in ("overlap", "disjoint"):  # fractions 100, 50, 25, 10, 5, 2, 1 x seeds 0, 1, 2, each
         plain = re.compile(rf"flickr8k_{policy}_p\d+_seed\d\.json")  # not the pool variants (_u25, +coco-text)
-        assert sum(bool(plain.fullmatch(p.name)) for p in (default_splits_dir() / "flickr8k").iterdir()) == 12
+        assert sum(bool(plain.fullmatch(p.name)) for p in (default_splits_dir() / "flickr8k").iterdir()) == 21
+
+
+@pytest.mark.parametrize("policy", ["overlap", "disjoint"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_committed_flickr8k_few_pair_splits_are_nested(policy, seed):
+    """The few-pair fractions (issue 37): 1 % of Flickr8k's 6,000 training images is 60 paired images,
+    and every smaller paired set sits inside the larger ones down from 10 %."""
+    folder = default_splits_dir() / "flickr8k"
+    paired = {f: set(PairingSplit.from_file(folder / f"flickr8k_{policy}_p{f}_seed{seed}.json").paired_image_ids)
+              for f in (10, 5, 2, 1)}
+    assert {f: len(ids) for f, ids in paired.items()} == {10: 600, 5: 300, 2: 120, 1: 60}
+    assert paired[1] <= paired[2] <= paired[5] <= paired[10]
 
 
 def test_cli_make_then_verify(tmp_path, capsys):
