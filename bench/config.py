@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -134,6 +135,17 @@ def check_ranges(config: Any) -> None:
                                  f"must be {bound.describe()} (got {shown}){why}")
 
 
+QUICK_PROFILE, CPU_PROFILE = "quick", "cpu"
+_NOTICES_GIVEN: set[str] = set()
+
+
+def _notice_once(text: str) -> None:
+    """Print a notice on stderr, once per process (configs are made once per cell and fraction)."""
+    if text not in _NOTICES_GIVEN:
+        _NOTICES_GIVEN.add(text)
+        print(f"notice: {text}", file=sys.stderr)
+
+
 class ModelConfig:
     """Mixin for model config dataclasses.
 
@@ -156,6 +168,11 @@ class ModelConfig:
 
     @classmethod
     def for_profile(cls, profile: str, overrides: dict[str, str] | None = None):
+        if profile == QUICK_PROFILE and profile not in cls.PROFILES and CPU_PROFILE in cls.PROFILES:
+            # `quick` is the synthetic data's default; a model that only says how to train on a CPU
+            # (e.g. a plugin written from CONTRIBUTING.md) runs that setting there rather than failing
+            _notice_once(f"{_model_name(cls)} has no '{QUICK_PROFILE}' profile; using its '{CPU_PROFILE}' profile")
+            profile = CPU_PROFILE
         if profile not in cls.PROFILES:
             raise BenchError(f"unknown profile '{profile}' for {cls.__name__}; choose one of {', '.join(cls.PROFILES)}")
         overrides = overrides or {}

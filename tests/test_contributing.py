@@ -50,3 +50,15 @@ def test_the_example_model_runs_through_the_grid(linear_registered, small_synthe
         assert record["status"] == "ok" and record["cell"]["model"] == "linear"
         assert record["model"]["text_encoder"] == text_encoder
         assert record["metrics"]["rsum"] > 55  # twice chance (about 26 with 60 test images)
+
+
+def test_a_model_without_a_quick_profile_runs_its_cpu_profile_on_the_default_data(capsys, monkeypatch):
+    """`bench run --models linear` on the synthetic data asks for `quick`, the example defines only
+    `paper` and `cpu`: it gets `cpu`, with a notice, instead of an error."""
+    import bench.config
+    from example_model import LinearConfig
+
+    monkeypatch.setattr(bench.config, "_NOTICES_GIVEN", set())  # the notice is printed once per process
+    config = LinearConfig.for_profile("quick")
+    assert config == LinearConfig.for_profile("cpu")
+    assert "no 'quick' profile; using its 'cpu' profile" in capsys.readouterr().err
