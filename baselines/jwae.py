@@ -47,6 +47,7 @@ The reasoning behind these choices at length, the profiles and the step costs:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -187,6 +188,14 @@ class JWAEModel(EmbeddingModel):
     def __init__(self, config: JWAEConfig) -> None:
         super().__init__(config)
         self.modules: dict[str, nn.Module] = {}
+
+    @classmethod
+    def paired_only_twin(cls, config: JWAEConfig) -> JWAEConfig:
+        """JWAE with its reconstruction and prior terms off: no unpaired batch is drawn, and the ranking
+        loss on the pairs trains the same encoders for the same number of updates (an epoch is a pass
+        over the paired captions under ``epoch_over="paired"``, the setting of every profile)."""
+        return dataclasses.replace(config, image_rec_weight=0.0, text_rec_weight=0.0, sentence_rec_weight=0.0,
+                                   adversarial_weight=0.0)
 
     # -- setup ------------------------------------------------------------------------------
     def setup(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> None:

@@ -122,3 +122,10 @@ class RetrievalModel(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Extra facts for the result record (e.g. which text encoder ran)."""
         return {}
+
+    @classmethod
+    def paired_only_twin(cls, config: Any) -> Any | None:
+        """The config of this model's paired-only twin: the same config with every term that reads the
+        unpaired pools switched off, and the same number of optimizer updates. Model minus twin is the
+        model's unpaired gain (`bench report --unpaired-gain`). None for a model that ignores the pools."""
+        return None

@@ -26,13 +26,51 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     uses_unpaired: bool = False
     revision: int = 0  # behaviour revision, part of the config hash (see RetrievalModel.revision)
+    # The text encoders the model can read, when its config has a `text_encoder` field (else empty).
+    # The one place every command asks "does this model have a text choice, and which".
+    text_encoders: tuple[str, ...] = ()
+    # The encoder a cell of the model gets without --text-encoders and that leaves the cell's name as it
+    # was before the model had a choice (cca's own bag of words); None: every encoder is named.
+    unnamed_text_encoder: str | None = None
 
     @classmethod
     def of(cls, model_class: type) -> "ModelSpec":
-        """The spec a model class declares through its class attributes."""
+        """The spec a model class declares through its class attributes. A model whose config has a
+        ``text_encoder`` field reads every text side of :mod:`bench.nn.text` unless the class narrows
+        them with ``text_encoders``."""
         return cls(name=model_class.name, factory=model_class, config_class=model_class.config_class,
                    summary=model_class.summary, aliases=tuple(model_class.aliases),
-                   uses_unpaired=model_class.uses_unpaired, revision=model_class.revision)
+                   uses_unpaired=model_class.uses_unpaired, revision=model_class.revision,
+                   text_encoders=_text_encoders_of(model_class),
+                   unnamed_text_encoder=getattr(model_class, "unnamed_text_encoder", None))
+
+    @property
+    def has_text_choice(self) -> bool:
+        return bool(self.text_encoders)
+
+    def default_text_encoder(self, profile: str) -> str | None:
+        """The text encoder the model's ``profile`` chooses (None without a choice)."""
+        if not self.has_text_choice:
+            return None
+        return self.config_class.for_profile(profile).text_encoder
+
+    def paired_only_twin(self, config: Any) -> Any | None:
+        """The config of the model's paired-only twin (see RetrievalModel.paired_only_twin), or None."""
+        twin = getattr(self.factory, "paired_only_twin", None)
+        return twin(config) if twin is not None else None
+
+
+def _text_encoders_of(model_class: type) -> tuple[str, ...]:
+    import dataclasses
+
+    declared = getattr(model_class, "text_encoders", None)
+    if declared:
+        return tuple(declared)
+    if "text_encoder" not in {f.name for f in dataclasses.fields(model_class.config_class)}:
+        return ()
+    from bench.nn.text import TEXT_SIDES
+
+    return tuple(TEXT_SIDES)
 
 
 MODELS: dict[str, ModelSpec] = {}

@@ -57,7 +57,8 @@ from bench.nn import l2_normalize
 from bench.nn.text import SentenceVectors, TokenizedCaptions, text_side
 from bench.training import EpochLog, optimizer_step, run_training
 from unimodel.config import UnimodelConfig
-from unimodel.objective import Batch, Forward, active_critics, needs_paired, needs_unpaired, stage1_losses
+from unimodel.objective import (UNPAIRED_WEIGHTS, Batch, Forward, active_critics, needs_paired, needs_unpaired,
+                                stage1_losses)
 from unimodel.parts import CRITIC_NAMES, STEP1_NAMES, STEP2_NAMES, Critic, FeatureDecoder, FeatureEncoder, Parts, ResidualMLP
 
 STAGE1_CHECKPOINT = "stage1.pt"
@@ -157,6 +158,15 @@ class UnimodelModel(EmbeddingModel):
     def __init__(self, config: UnimodelConfig) -> None:
         super().__init__(config)
         self.parts: Parts | None = None
+
+    @classmethod
+    def paired_only_twin(cls, config: UnimodelConfig) -> UnimodelConfig:
+        """The paired-only control: every scenario whose losses read the unpaired pools off (the
+        weights tagged ``unpaired`` in :mod:`unimodel.config`) and no stage 1, whose autoencoders
+        train on the pools; paired reconstruction and paired retrieval stay. Stage 2 keeps its
+        epochs, each as long as the model's (a pass over the largest pool), so the twin trains the
+        model's stage-2 updates; stage 1's few epochs are not added to it, and records count both."""
+        return dataclasses.replace(config, stage1_epochs=0, **{name: 0.0 for name in UNPAIRED_WEIGHTS})
 
     # -- building ---------------------------------------------------------------------------
     def build_parts(self, feature_dim: int) -> Parts:
