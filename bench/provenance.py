@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -63,6 +64,26 @@ def cpu_capability() -> str:
     report the same one: an AVX2 and an AVX-512 machine sum float32 products in other orders. The
     tests key their bit-exact pins on it."""
     return torch.backends.cpu.get_cpu_capability()
+
+
+def blas_core() -> str:
+    """The kernel family numpy's BLAS runs on this machine (OpenBLAS's core name, e.g. ``Haswell`` or
+    ``SkylakeX``), or ``unknown``. It need not follow torch's capability: OpenBLAS may be told to use
+    another core (``OPENBLAS_CORETYPE``), and then numpy's float32 products sum as on that core."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return os.environ.get("OPENBLAS_CORETYPE") or "unknown"
+    cores = sorted({str(info.get("architecture")) for info in threadpool_info()
+                    if info.get("internal_api") == "openblas" and info.get("architecture")})
+    return "+".join(cores) or os.environ.get("OPENBLAS_CORETYPE") or "unknown"
+
+
+def numeric_platform() -> str:
+    """What decides the last bits of a CPU run: torch's kernels (:func:`cpu_capability`) and numpy's
+    BLAS core (:func:`blas_core`). The tests key their bit-exact pins on it; records keep
+    ``cpu_capability`` as they always did."""
+    return f"{cpu_capability()}/{blas_core()}"
 
 
 def environment(device: torch.device) -> dict:

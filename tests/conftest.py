@@ -22,6 +22,22 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def pins_for(platforms: dict):
+    """``(key, pins)`` of this machine's numeric platform in ``platforms`` (``bench.provenance.
+    numeric_platform``: torch's capability and numpy's BLAS core), else ``(key, None)``. Pins from before
+    the BLAS core was part of the key are keyed by torch's capability alone; they hold where OpenBLAS
+    runs the core it detects, not where ``OPENBLAS_CORETYPE`` tells it to use another one (an AVX-512
+    machine told to run Haswell kernels sums numpy's products as an AVX2 machine does)."""
+    from bench.provenance import cpu_capability, numeric_platform
+
+    key = numeric_platform()
+    if key in platforms:
+        return key, platforms[key]
+    if not os.environ.get("OPENBLAS_CORETYPE") and cpu_capability() in platforms:
+        return key, platforms[cpu_capability()]
+    return key, None
+
+
 def skip_unpinned(platform: str, what: str, how: str):
     """Skip a bit-exact check on a numeric platform (``bench.provenance.cpu_capability``) that has no
     pins yet, saying how to add them."""

@@ -5,8 +5,8 @@ Each case fits one model for two short epochs on small synthetic data (one torch
 metrics with ``tests/pinned_cells.json``. The file was written by the code before the
 one-shape refactor and is refreshed only for an intended change of behaviour:
 ``python tests/test_pinned_cells.py --update`` (say why in the commit). Bit-exact numbers hold
-within one numeric platform (``bench.provenance.cpu_capability``: AVX2 and AVX-512 machines sum float
-products in other orders), so the file keeps one set of pins per platform. On a platform without
+within one numeric platform (``bench.provenance.numeric_platform``: torch's kernels and numpy's BLAS core; AVX2 and AVX-512
+machines sum float products in other orders), so the file keeps one set of pins per platform. On a platform without
 pins the test still checks that a rerun gives the same numbers in the pinned layout, then skips,
 saying how to add pins.
 """
@@ -86,13 +86,11 @@ def _close(expected, actual, where: str, values: bool = True) -> None:
 
 @pytest.mark.parametrize("model_name,text_encoder,step1_mode", CASES)
 def test_fixed_seed_cell_is_unchanged(model_name, text_encoder, step1_mode, tmp_path, fake_minilm):
-    from bench.provenance import cpu_capability
-    from conftest import skip_unpinned
+    from conftest import pins_for, skip_unpinned
 
     name = case_name(model_name, text_encoder, step1_mode)
-    platform = cpu_capability()
     platforms = json.loads(PINNED.read_text())["platforms"]
-    pins = platforms.get(platform)
+    platform, pins = pins_for(platforms)
     actual = run_case(model_name, text_encoder, step1_mode, tmp_path / "first")
     if pins is None:
         # Without pins the check that needs no pins still runs: the same seed gives the same numbers
@@ -107,6 +105,7 @@ def test_a_platform_without_pins_still_checks_a_rerun(monkeypatch, tmp_path, fak
     import bench.provenance
 
     monkeypatch.setattr(bench.provenance, "cpu_capability", lambda: "NO-SUCH-PLATFORM")
+    monkeypatch.setattr(bench.provenance, "numeric_platform", lambda: "NO-SUCH-PLATFORM/none")
     with pytest.raises(pytest.skip.Exception, match="no pins for this numeric platform"):
         test_fixed_seed_cell_is_unchanged("vse", "minilm", "", tmp_path, fake_minilm)
 
@@ -121,7 +120,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conftest import fake_sentence_vectors
 
-    from bench.provenance import cpu_capability
+    from bench.provenance import numeric_platform
 
     sentences.encode_sentences = fake_sentence_vectors
     pinned = {}
@@ -130,5 +129,5 @@ if __name__ == "__main__":
             pinned[case_name(*case)] = run_case(*case, Path(folder))
     # only this machine's platform is rewritten; the others' pins stay as they are
     content = json.loads(PINNED.read_text())
-    content["platforms"][cpu_capability()] = pinned
+    content["platforms"][numeric_platform()] = pinned
     PINNED.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
