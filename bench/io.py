@@ -60,6 +60,50 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> dict:
+    """The dict in the checkpoint at ``path``, read without running any code the file may hold.
+
+    A checkpoint sits in a run folder, and run folders travel between people, so its bytes are not
+    trusted: it is read with ``torch.load(weights_only=True)``, which rebuilds only tensors and plain
+    Python values (dicts, lists, tuples, numbers, strings, None) and refuses any other pickled object
+    instead of constructing it (a crafted object could run code as it is built). Every checkpoint this
+    harness writes is made of those types alone. A file that can't be read this way (truncated, not a
+    torch file, holding other objects, or not a dict) is a :class:`~bench.errors.BenchError` whose
+    one-line message names the path and the reason; what the dict holds is for the caller to check.
+    """
+    import re
+    import warnings
+
+    import torch
+
+    from bench.errors import BenchError
+
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the reason below says it all
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # any failure to read means the same thing: no usable checkpoint
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if refused:
+            reason = (f"it holds a Python object ({refused.group(1)}) that a checkpoint may not hold; it was not "
+                      "loaded, as building it could run code")
+        else:
+            reason = error_summary(error)
+            if isinstance(error, EOFError) or "PytorchStreamReader" in reason or "load key" in reason:
+                reason = f"it is truncated or not a torch file ({reason})"
+        raise BenchError(f"checkpoint {path} can't be read safely: {reason}") from None
+    if not isinstance(saved, dict):
+        raise BenchError(f"checkpoint {path} holds {json_type(saved)}, not a checkpoint's dict of states")
+    return saved
+
+
+def error_summary(error: BaseException) -> str:
+    """An exception as a short line: its type and the first sentence of its message (torch's and
+    other libraries' messages can run to several lines of advice)."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "").split(". ")[0]
+    return f"{type(error).__name__}: {first[:160]}" if first else type(error).__name__
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -101,6 +145,12 @@ def read_json_file(path: str | os.PathLike, what: str, remedy: str = "") -> obje
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise BenchError(f"{what} {path} is not valid JSON ({error}){tail}") from None
+
+
+def is_int_or_float(value: object) -> bool:
+    """An int or a float (NaN and infinities included, unlike :func:`bench.schema.is_number`), not a
+    bool (which Python counts as an int, and JSON does not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def json_type(value: object) -> str:

@@ -203,7 +203,12 @@ class PairingSplit:
                 f"but the loaded '{dataset.name}' data hashes to {dataset.ids_sha256[:12]}…; "
                 "use the split files made for this data or run `bench splits make` for it"
             )
-        check_no_leakage(self, dataset)
+        try:
+            check_no_leakage(self, dataset)
+        except BenchError as error:
+            if path is None:
+                raise
+            raise BenchError(f"split file {path}: {error}") from None
 
     def check_extras(self, extras: tuple[ExtraSource, ...], path: str | Path | None = None) -> None:
         """The extra sources given now are the ones this split was made with, byte for byte."""
@@ -370,7 +375,10 @@ def make_command(dataset: str, fraction: float, seed: int, policy: str, pools: P
 
 def load_split(dataset: Dataset, fraction: float, seed: int, policy: str = "overlap",
                splits_dir: str | Path | None = None, pools: PoolSpec = PoolSpec()) -> tuple[PairingSplit, Path]:
-    """The committed split file for this cell, checked against the loaded data (and extra sources)."""
+    """The committed split file for this cell, checked against the loaded data (and extra sources)
+    and against the split its own parameters give, as ``bench splits verify`` checks it: a file whose
+    paired ids are not the ones its fraction gives (another fraction's, trimmed, emptied) trains
+    nothing and is a one-line :class:`BenchError` naming the file and the difference."""
     path = split_path(splits_dir or default_splits_dir(), dataset.name, policy, fraction, seed, pools)
     if not path.exists():
         raise BenchError(f"no split file {path}; make it with `{make_command(dataset.name, fraction, seed, policy, pools)}`")
@@ -381,6 +389,12 @@ def load_split(dataset: Dataset, fraction: float, seed: int, policy: str = "over
                          f"pools, but it is loaded for {format_fraction(pools.unpaired_fraction)} % (renamed?)")
     split.check_extras(pools.extras, path)
     split.check_matches(dataset, path)
+    _, differences = compare_with_recomputed(split, dataset, pools.extras)
+    if differences:
+        more = f" (and {len(differences) - 1} more difference(s))" if len(differences) > 1 else ""
+        remake = make_command(dataset.name, fraction, seed, policy, pools)
+        raise BenchError(f"split file {path} is not the split its own parameters give: {differences[0]}{more}; "
+                         f"edited or copied? Recreate it with `{remake}`")
     return split, path
 
 
@@ -403,29 +417,64 @@ def check_parameters(split: PairingSplit, path: str | Path, dataset: str, fracti
         )
 
 
-def verify_file(path: Path, dataset: Dataset) -> list[str]:
-    """Differences between a split file and the split recomputed from its parameters (extra sources
-    are read again from the paths the file records)."""
-    from bench.data.extra import load_source
+def compare_with_recomputed(stored: PairingSplit, dataset: Dataset,
+                            extras: tuple[ExtraSource, ...]) -> tuple[PairingSplit, list[str]]:
+    """The split recomputed from ``stored``'s own parameters (dataset, policy, fraction, seed, pools,
+    with the extra sources ``extras``), and how ``stored`` differs from it, one short reason per field.
 
-    stored = PairingSplit.from_file(path)
-    stored.check_matches(dataset, path)
-    extras = []
-    for extra in stored.extra_unpaired:
-        try:
-            extras.append(load_source(f"{extra['kind']}:{extra['path']}", extra["modality"]))
-        except (BenchError, KeyError) as error:
-            return [f"{path}: its extra source {extra.get('tag')} can't be read again to check it ({error})"]
+    This is the check that a split file holds what its name and fields claim: a ``p25`` file holding
+    the ``p50`` ids, a list trimmed to a few ids or emptied, a pool edited by hand all differ here.
+    ``bench splits verify`` and :func:`load_split` (so every ``bench run`` and ``bench tune``) use it."""
     fresh = make_split(dataset, stored.fraction, stored.seed, stored.policy,
                        PoolSpec(stored.unpaired_fraction, tuple(extras)))
-    problems = []
-    if path.read_text() != fresh.to_json():
-        for field_name in ("paired_image_ids", "unpaired_image_ids", "unpaired_caption_image_ids", "format_version",
-                           "extra_unpaired"):
-            if getattr(stored, field_name) != getattr(fresh, field_name):
-                problems.append(f"{path}: {field_name} differs from the recomputed split")
-        if not problems:
-            problems.append(f"{path}: the file's text differs from the recomputed split (formatting or counts)")
+    differences = []
+    for field_name in _ID_LISTS:
+        have, want = getattr(stored, field_name), getattr(fresh, field_name)
+        if have == want:
+            continue
+        if field_name == "paired_image_ids" and len(have) != len(want):
+            differences.append(f"paired_image_ids holds {len(have)} images, but {format_fraction(stored.fraction)} % "
+                               f"of this dataset's {len(dataset.train.image_ids)} training images is {len(want)}")
+        else:
+            differences.append(f"{field_name} differs from the recomputed split ({len(have)} images, "
+                               f"recomputed {len(want)})")
+    if stored.format_version != fresh.format_version:
+        differences.append("format_version differs from the recomputed split")
+    # The sources' recorded paths may differ (the same bytes given from another folder): not compared.
+    without_path = lambda entries: [{k: v for k, v in e.items() if k != "path"} for e in entries]  # noqa: E731
+    if without_path(stored.extra_unpaired) != without_path(fresh.extra_unpaired):
+        differences.append("extra_unpaired differs from the recomputed split")
+    return fresh, differences
+
+
+def naming_file(path: Path, message: str) -> str:
+    """``message`` as a line that names ``path`` (most BenchErrors about a file already do)."""
+    return message if str(path) in message else f"{path}: {message}"
+
+
+def verify_file(path: Path, dataset: Dataset) -> list[str]:
+    """Every difference between a split file and the split recomputed from its parameters (extra
+    sources are read again from the paths the file records), one line each, naming the file; a file
+    that can't be read or checked at all gives one line saying why. Never raises a BenchError, so
+    ``bench splits verify`` can go on to the next file."""
+    from bench.data.extra import load_source
+
+    try:
+        stored = PairingSplit.from_file(path)
+        stored.check_matches(dataset, path)
+        extras = []
+        for extra in stored.extra_unpaired:
+            try:
+                extras.append(load_source(f"{extra['kind']}:{extra['path']}", extra["modality"]))
+            except (BenchError, KeyError) as error:
+                return [f"{path}: its extra source {extra.get('tag')} can't be read again to check it ({error})"]
+        fresh, differences = compare_with_recomputed(stored, dataset, tuple(extras))
+    except BenchError as error:
+        return [naming_file(path, str(error))]
+    problems = [f"{path}: {difference}" for difference in differences]
+    if not problems and path.read_text() != fresh.to_json():
+        problems.append(f"{path}: the file's text differs from the recomputed split (formatting or counts)")
     if path.name != fresh.filename:
         problems.append(f"{path}: name should be {fresh.filename}")
     return problems
+

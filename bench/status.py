@@ -5,23 +5,30 @@ work folder (``<out>/work/<cell>-<identity>/``), whose checkpoint holds the vali
 finished epoch. This module reads both, without taking any lock, so it can watch a grid that is
 running, and tells apart a cell that finished, one that failed, one under way (or stopped: the
 checkpoint's age says which), and a work folder that a newer record of the same cell name, made with
-another config or data, superseded.
+another config or data, superseded. Both kinds of file may come from elsewhere: records are read
+through the schema check ``bench report`` uses and checkpoints through :func:`bench.io.load_checkpoint`
+(no pickled code runs); a bad one is a row that says so ("record unreadable" with its path and why,
+"(checkpoint unreadable)"), never a traceback.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.runner import parse_work_dir, read_record, record_identity
+from bench.errors import BenchError
+from bench.io import is_int_or_float, json_type, load_checkpoint
+from bench.report import read_record
+from bench.runner import parse_work_dir, record_identity
 from bench.training import CHECKPOINT_NAME
 
 
 @dataclass(frozen=True)
 class CellStatus:
     name: str
-    state: str  # finished | failed | in progress | superseded
+    state: str  # finished | failed | in progress | superseded | record unreadable (...) | ... (checkpoint unreadable)
     epochs_done: int | None = None  # finished epochs of the main training stage (stage 2 for mine)
     best_dev_rsum: float | None = None
     best_epoch: int | None = None
@@ -37,11 +44,28 @@ class CellStatus:
 PACE_EPOCHS = 3
 
 
-def _read_checkpoint(path: Path) -> dict:
-    import torch
+def _is_count(value: object) -> bool:
+    """A whole number of epochs (bounded, so that the time left stays a float)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10**9
 
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    return saved if isinstance(saved, dict) else {}
+
+def _read_checkpoint(path: Path) -> dict:
+    """What a row shows of a checkpoint: its dev curve (the points with ``val_rsum``), and, when it
+    has them, the planned epochs and each epoch's seconds. The file is read with the harness's one
+    safe loader (no pickled object is built, so a crafted file runs no code); a file it refuses, or
+    whose values have the wrong types, is a :class:`BenchError`."""
+    saved = load_checkpoint(path, "cpu")
+    curve, planned, seconds = saved.get("curve", []), saved.get("epochs"), saved.get("epoch_seconds") or []
+    if not isinstance(curve, list) or not all(isinstance(point, dict) for point in curve):
+        raise BenchError(f"checkpoint {path} has a curve that is not a list of points")
+    points = [point for point in curve if "val_rsum" in point]
+    if not all(is_int_or_float(point["val_rsum"]) and _is_count(point.get("epoch")) for point in points):
+        raise BenchError(f"checkpoint {path} has curve points without a numeric val_rsum and epoch")
+    if planned is not None and not _is_count(planned):
+        raise BenchError(f"checkpoint {path} has planned epochs {json_type(planned)}, not a count")
+    if not isinstance(seconds, list) or not all(is_int_or_float(v) and 0 <= v < math.inf for v in seconds):
+        raise BenchError(f"checkpoint {path} has epoch times that are not a list of seconds")
+    return {"curve": points, "epochs": planned, "epoch_seconds": seconds}
 
 
 def _from_checkpoint(name: str, state: str, folder: Path, now: float) -> CellStatus:
@@ -50,12 +74,10 @@ def _from_checkpoint(name: str, state: str, folder: Path, now: float) -> CellSta
         return CellStatus(name, state, epochs_done=0)
     try:
         saved = _read_checkpoint(path)
-    except Exception:  # a truncated or foreign file: say so in the row instead of stopping the listing
+    except BenchError:  # a truncated, foreign or crafted file: say so in the row instead of stopping the listing
         return CellStatus(name, f"{state} (checkpoint unreadable)", checkpoint_age_s=now - path.stat().st_mtime)
-    curve = [point for point in saved.get("curve", []) if "val_rsum" in point]
+    curve, planned, seconds = saved["curve"], saved["epochs"], saved["epoch_seconds"]
     best = max(curve, key=lambda point: point["val_rsum"], default=None)
-    planned = saved.get("epochs") if isinstance(saved.get("epochs"), int) else None
-    seconds = saved.get("epoch_seconds") or []
     time_left = None
     if planned is not None and seconds:
         pace = seconds[-PACE_EPOCHS:]
@@ -68,30 +90,41 @@ def _from_checkpoint(name: str, state: str, folder: Path, now: float) -> CellSta
 
 
 def _last_write(folder: Path) -> float:
-    return max([folder.stat().st_mtime] + [path.stat().st_mtime for path in folder.iterdir()])
+    return max([folder.stat().st_mtime] + [path.lstat().st_mtime for path in folder.iterdir()])
 
 
 def run_status(out: Path) -> list[CellStatus]:
-    """One row per cell that has a record or a work folder in ``out``, sorted by name."""
+    """One row per cell that has a record or a work folder in ``out``, sorted by name. A record that
+    can't be read (truncated, not JSON, fields of the wrong type) is a row of its own, "record
+    unreadable" with the path and the reason; it never stops the listing."""
     now = time.time()
-    records = {path.stem: read_record(path) for path in sorted((out / "records").glob("*.json"))}
+    records: dict[str, dict] = {}
     rows: dict[str, CellStatus] = {}
-    for name, record in records.items():
-        if record is None:
+    for path in sorted((out / "records").glob("*.json")):
+        try:
+            record = read_record(path)  # the schema check `bench report` makes: a row shows only valid fields
+        except BenchError as error:
+            rows[path.stem] = CellStatus(path.stem, f"record unreadable ({error})")
             continue
+        records[path.stem] = record
         if record.get("status") == "ok":
-            rows[name] = CellStatus(name, "finished", test_rsum=(record.get("metrics") or {}).get("rsum"))
+            metrics = record.get("metrics")
+            rsum = metrics.get("rsum") if isinstance(metrics, dict) else None
+            rows[path.stem] = CellStatus(path.stem, "finished", test_rsum=rsum if is_int_or_float(rsum) else None)
         else:
-            rows[name] = CellStatus(name, "failed")
+            rows[path.stem] = CellStatus(path.stem, "failed")
     for folder in sorted(path for path in (out / "work").glob("*") if path.is_dir()):
         name, identity = parse_work_dir(folder)
         record = records.get(name)
         if record is not None and (record_identity(record) or "").startswith(identity):
             continue  # the record already says how this cell ended
+        has_record = name in rows  # readable or not
         # A record of another identity is either older (this folder is a rerun with a changed config or
         # data, under way) or newer (this folder is what an earlier config left behind).
-        newer = record is None or _last_write(folder) > (out / "records" / f"{name}.json").stat().st_mtime
+        newer = not has_record or _last_write(folder) > (out / "records" / f"{name}.json").stat().st_mtime
+        if record is None and has_record and not newer:
+            continue  # most likely the unreadable record's own work: its row already says all that is known
         state = "in progress" if newer else "superseded"
-        key = name if record is None else f"{name} ({identity})"  # beside the record's row, not over it
+        key = name if not has_record else f"{name} ({identity})"  # beside the record's row, not over it
         rows[key] = _from_checkpoint(key, state, folder, now)
     return [rows[key] for key in sorted(rows)]

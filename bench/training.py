@@ -11,7 +11,12 @@ the planned number of epochs with each one's wall time, from which ``bench statu
 the time left).
 If a checkpoint is there when training starts, it resumes after the last finished epoch
 with the RNG state it had, so on CPU a resumed run ends exactly where an uninterrupted
-one would. :class:`EpochLog` averages a loop's per-step losses and reports its progress.
+one would. Run folders travel between people, so a checkpoint is data, never code: it is read
+with :func:`bench.io.load_checkpoint` (tensors and plain values only; the RNG states are stored
+in that form too), and one that can't be read or does not fit this training (truncated, crafted,
+of other shapes, written by a harness that stored numpy arrays) is discarded with a one-line
+notice on stderr, and the cell trains from epoch 0. :class:`EpochLog` averages a loop's per-step
+losses and reports its progress.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from collections import defaultdict
@@ -29,7 +35,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.io import atomic_torch_save
+from bench.io import atomic_torch_save, error_summary, is_int_or_float, json_type, load_checkpoint
 from bench.models import FitContext, FitResult
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -46,13 +52,24 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The Python, numpy and torch RNG states as plain values and tensors: what a checkpoint may hold
+    (see :func:`bench.io.load_checkpoint`). numpy's own form is an array, which would need unpickling."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    """Restore what :func:`_rng_state` saved; a malformed state raises (TypeError, ValueError, ...)."""
+    python, numpy_state = state["python"], state["numpy"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    keys = numpy_state["keys"]
+    if not isinstance(keys, torch.Tensor):
+        raise TypeError(f"numpy RNG keys are {type(keys).__name__}, not a tensor")
+    np.random.set_state((numpy_state["kind"], keys.cpu().numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
 
 
 def minibatches(n: int, batch_size: int, shuffle: bool = True, drop_last: bool = False) -> Iterator[torch.Tensor]:
@@ -101,6 +118,103 @@ class EpochLog:
         return {name: self.sums[name] / self.counts[name] for name in self.sums}
 
 
+# What every checkpoint written by run_training holds ("epochs" and "epoch_seconds" came later: optional).
+_CHECKPOINT_KEYS = ("epoch", "modules", "optimizers", "schedulers", "rng", "best_score", "best_epoch", "best_state",
+                    "curve")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _same_layout(state: object, reference: dict) -> bool:
+    """``state`` is a state dict with the names of ``reference``, and a tensor of the same shape
+    wherever ``reference`` has a tensor."""
+    if not isinstance(state, dict) or set(state) != set(reference):
+        return False
+    return all(isinstance(state[key], torch.Tensor) and state[key].shape == value.shape
+               for key, value in reference.items() if isinstance(value, torch.Tensor))
+
+
+def _checkpoint_problem(saved: dict, modules: dict[str, nn.Module], optimizers: dict, schedulers: dict,
+                        n_epochs: int) -> str | None:
+    """Why ``saved`` is not a checkpoint of this training (None when it is one): checked before any of
+    it is applied, so a foreign or doctored file can't leave half of its weights in the model, and can't
+    put a malformed curve into the record."""
+    missing = [key for key in _CHECKPOINT_KEYS if key not in saved]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    epoch = saved["epoch"]
+    if not _is_int(epoch) or not 0 <= epoch < n_epochs:
+        return f"its epoch {epoch!r} is not one of this run's {n_epochs} epochs"
+    for group, live in (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers)):
+        held = saved[group]
+        if not isinstance(held, dict) or set(held) != set(live):
+            names = sorted(map(str, held)) if isinstance(held, dict) else json_type(held)
+            return f"its {group} are {names}, not this model's {sorted(live)}"
+    references = {name: module.state_dict() for name, module in modules.items()}
+    for name, reference in references.items():
+        if not _same_layout(saved["modules"][name], reference):
+            return f"its module {name!r} has other parameters or shapes (another fraction, size or vocabulary?)"
+    best_state = saved["best_state"]
+    if best_state is not None and not (isinstance(best_state, dict) and set(best_state) == set(modules) and all(
+            _same_layout(best_state[name], reference) for name, reference in references.items())):
+        return "its best epoch's weights do not fit this model"
+    if not is_int_or_float(saved["best_score"]):
+        return f"its best score is {json_type(saved['best_score'])}, not a number"
+    if saved["best_epoch"] is not None and not (_is_int(saved["best_epoch"]) and 0 <= saved["best_epoch"] <= epoch):
+        return f"its best epoch {saved['best_epoch']!r} is not one of its {epoch + 1} epochs"
+    curve = saved["curve"]
+    points_ok = isinstance(curve, list) and len(curve) == epoch + 1 and all(
+        isinstance(point, dict) and _is_int(point.get("epoch"))
+        and all(isinstance(key, str) and is_int_or_float(value) for key, value in point.items()) for point in curve)
+    if not points_ok:
+        return f"its validation curve is not {epoch + 1} points of numbers"
+    seconds = saved.get("epoch_seconds", [])
+    if not (isinstance(seconds, list) and len(seconds) <= epoch + 1 and all(is_int_or_float(s) for s in seconds)):
+        return "its epoch times are not a list of numbers"
+    return None
+
+
+def _resume(path: Path, device: torch.device, modules: dict[str, nn.Module], optimizers: dict, schedulers: dict,
+            n_epochs: int) -> dict | None:
+    """Load the checkpoint at ``path`` into the modules, optimizers, schedulers and RNGs, and return it;
+    or, when it can't be read or does not fit (truncated, foreign, doctored, another fraction's), print
+    a one-line notice, leave everything exactly as it was, and return None: the cell then trains from
+    epoch 0 as if no checkpoint were there, and the next epoch's checkpoint replaces the file."""
+    try:
+        saved = load_checkpoint(path, device)
+    except BenchError as error:
+        return _discard(str(error))
+    problem = _checkpoint_problem(saved, modules, optimizers, schedulers, n_epochs)
+    if problem is not None:
+        return _discard(f"checkpoint {path} does not fit this cell: {problem}")
+    # What the live objects hold now, to put back if applying fails halfway (a module's load_state_dict
+    # copies the tensors that fit before it raises on one that does not).
+    groups = (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers))
+    before = {group: {name: copy.deepcopy(obj.state_dict()) for name, obj in live.items()} for group, live in groups}
+    rng_before = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    try:
+        for group, live in groups:
+            for name, obj in live.items():
+                obj.load_state_dict(saved[group][name])
+        _set_rng_state(saved["rng"])
+    except Exception as error:  # untrusted content: whatever it makes fail means it does not fit
+        for group, live in groups:
+            for name, obj in live.items():
+                obj.load_state_dict(before[group][name])
+        random.setstate(rng_before[0])
+        np.random.set_state(rng_before[1])
+        torch.set_rng_state(rng_before[2])
+        return _discard(f"checkpoint {path} does not fit this cell: {error_summary(error)}")
+    return saved
+
+
+def _discard(reason: str) -> None:
+    """Say on stderr, in one line, that a checkpoint is not used and why."""
+    print(f"notice: {reason}; discarded, the cell trains from epoch 0", file=sys.stderr, flush=True)
+
+
 def run_training(
     *,
     modules: dict[str, nn.Module],
@@ -123,20 +237,8 @@ def run_training(
     start_epoch, best, best_state = 0, -math.inf, None
     epoch_seconds: list[float] = []  # wall time of each epoch (training and validation), for `bench status`
 
-    if path.exists():
-        try:
-            saved = torch.load(path, map_location=context.device, weights_only=False)
-        except Exception as error:  # a torn file can't happen (atomic writes), but a foreign one can
-            raise BenchError(f"checkpoint {path} can't be read ({error}); delete it or rerun with --force") from None
-        try:
-            for group, live in (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers)):
-                for name, obj in live.items():
-                    obj.load_state_dict(saved[group][name])
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise BenchError(
-                f"checkpoint {path} was made with other settings ({type(error).__name__}); delete it or rerun with --force"
-            ) from None
-        _set_rng_state(saved["rng"])
+    saved = _resume(path, context.device, modules, optimizers, schedulers, n_epochs) if path.exists() else None
+    if saved is not None:
         start_epoch, best, best_state = saved["epoch"] + 1, saved["best_score"], saved["best_state"]
         result.validation_curve = saved["curve"]
         result.best_epoch = saved["best_epoch"]
