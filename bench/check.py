@@ -17,7 +17,8 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.io import atomic_write_json, json_type, read_json_file
-from bench.report import METRICS, is_number, load_records, records_frame
+from bench.report import METRICS, load_records, records_frame
+from bench.schema import is_number
 
 SCHEMA_VERSION = 1
 
@@ -77,25 +78,32 @@ def baseline_problem(baseline: object) -> str | None:
     tolerances, cells = baseline["tolerances"], baseline["cells"]
     if not isinstance(tolerances, dict):
         return f"has 'tolerances' {json_type(tolerances)}; expected an object metric -> points"
+    if not tolerances:
+        return "has no tolerances, so no metric would be checked"
     unknown = [m for m in tolerances if m not in METRICS]
     if unknown:
         return f"has tolerances for unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}"
-    bad = [m for m, t in tolerances.items() if not is_number(t) or not t >= 0]
+    # NaN or Infinity would pass every run (no difference is larger), a negative one fail every run
+    bad = [m for m, t in tolerances.items() if not is_number(t) or t < 0]
     if bad:
-        return f"has tolerance(s) for {', '.join(bad)} that are not numbers >= 0"
+        return f"has tolerance(s) for {', '.join(bad)} that are not numbers >= 0 (NaN and Infinity are not)"
     if not isinstance(cells, dict):
         return f"has 'cells' {json_type(cells)}; expected an object cell name -> metrics"
     for name, cell in cells.items():
         if not isinstance(cell, dict) or not isinstance(cell.get("metrics"), dict):
             return f"has cell {name} without a 'metrics' object"
         missing = [m for m in tolerances if not is_number(cell["metrics"].get(m))]
-        if missing:
-            return f"has cell {name} without the metric(s) {', '.join(missing)} (or they are not numbers)"
+        if missing:  # a NaN baseline would pass any run: NaN compares false with everything
+            return (f"has cell {name} without the metric(s) {', '.join(missing)} (or they are not finite numbers: "
+                    "NaN and Infinity are not)")
     return None
 
 
 def compare(runs: list[Path], baseline: dict) -> tuple[pd.DataFrame, list[str]]:
-    """A row per (cell, metric) with baseline, run value, delta, tolerance, status; and the failures."""
+    """A row per (cell, metric) with baseline, run value, delta, tolerance, status; and the failures.
+
+    Every record is read through the record schema, so a run metric is a finite number (a NaN one is
+    an error, never "within tolerance"), as :func:`baseline_problem` makes the baseline's."""
     records = {r["name"]: r for r in load_records(runs, include_failed=True)}
     rows, failures = [], []
     for name, expected in sorted(baseline["cells"].items()):

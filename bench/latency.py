@@ -30,6 +30,21 @@ import torch
 
 LATENCY_FIELDS = ("image_ms_b1", "image_ms_b128", "caption_ms_b1", "caption_ms_b128", "search_ms_1k",
                   "search_ms_25k")
+# What `bench report --latency` accepts: the file `bench benchmark latency --out` writes (checked by
+# bench.schema, where a number is finite). Only the fields the report reads are described.
+LATENCY_FILE_SCHEMA = {
+    "type": "object",
+    "required": ["rows"],
+    "properties": {
+        "environment": {"type": ["object", "null"],
+                        "properties": {"device": {"type": "string"}, "torch_threads": {"type": "integer", "minimum": 1}}},
+        "rows": {"type": "array", "items": {
+            "type": "object",
+            "required": ["model"],
+            "properties": {"model": {"type": "string"}, "text_encoder": {"type": ["string", "null"]},
+                           **{field: {"type": "number", "minimum": 0} for field in LATENCY_FIELDS}}}},
+    },
+}
 # Settings that make the throw-away fit short, where a model has them.
 SHORT_FIT = {"epochs": "1", "stage1_epochs": "1", "lr_decay_epoch": "1"}
 
@@ -106,6 +121,20 @@ def measure_sentence_encoder(repeats: int = 20) -> dict:
             "embedding_dim": sentences.DIMENSION,
             "caption_ms_b1": median_ms(lambda: encode(captions[:1]), repeats),
             "caption_ms_b128": median_ms(lambda: encode(captions), repeats)}
+
+
+def read_latency_file(path: Path) -> dict:
+    """A `bench benchmark latency --out` file, checked against :data:`LATENCY_FILE_SCHEMA`; anything
+    else (another JSON shape, a NaN time) is one :class:`~bench.errors.BenchError` naming the path."""
+    from bench.errors import BenchError
+    from bench.io import read_json_file
+    from bench.schema import schema_problems
+
+    data = read_json_file(path, "latency file")
+    problems = schema_problems(data, LATENCY_FILE_SCHEMA)
+    if problems:
+        raise BenchError(f"latency file {path} is not a `bench benchmark latency --out` file: {problems[0]}")
+    return data  # type: ignore[return-value]
 
 
 def environment_facts(device: torch.device) -> dict:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype
 
 from bench.errors import BenchError
-from bench.io import json_type, read_json_file
+from bench.io import read_json_file
+from bench.schema import is_number, record_problem
 from bench.stats import RunRanks, bootstrap_delta
 
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
@@ -43,63 +45,34 @@ def record_files(runs: list[Path]) -> list[Path]:
     return files
 
 
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-CELL_TEXT = ("dataset", "model", "profile", "policy")
-
-
-def record_problem(record: object) -> str | None:
-    """What keeps ``record`` from being read as a run record (the fields the report and
-    ``bench check`` use), or None. The full format is in reports/SCHEMA.md."""
-    if not isinstance(record, dict):
-        return f"holds {json_type(record)}, not a record object"
-    if not isinstance(record.get("name"), str) or not record["name"]:
-        return "has no cell name ('name')"
-    if not isinstance(record.get("status"), str):
-        return f"has status {json_type(record.get('status'))}; expected 'ok' or 'failed'"
-    for key in ("error", "model", "provenance"):
-        if key in record and record[key] is not None and not isinstance(record[key], dict):
-            return f"has '{key}' {json_type(record[key])}; expected an object"
-    if record["status"] != "ok":
-        return None
-    cell = record.get("cell")
-    if not isinstance(cell, dict):
-        return f"has 'cell' {json_type(cell)}; expected an object"
-    for key in CELL_TEXT:
-        if not isinstance(cell.get(key), str):
-            return f"has cell.{key} {json_type(cell.get(key))}; expected a string"
-    for key in ("label", "text_encoder"):
-        if cell.get(key) is not None and not isinstance(cell[key], str):
-            return f"has cell.{key} {json_type(cell[key])}; expected a string or null"
-    if not is_number(cell.get("fraction")):
-        return f"has cell.fraction {json_type(cell.get('fraction'))}; expected a number"
-    if not isinstance(cell.get("seed"), int) or isinstance(cell["seed"], bool):
-        return f"has cell.seed {json_type(cell.get('seed'))}; expected an integer"
-    metrics = record.get("metrics")
-    if not isinstance(metrics, dict):
-        return f"is 'ok' but has 'metrics' {json_type(metrics)}; expected an object"
-    missing = [m for m in METRICS if not is_number(metrics.get(m))]
-    if missing:
-        return f"is 'ok' but lacks the metric(s) {', '.join(missing)} (or they are not numbers)"
-    return None
-
-
 def read_record(path: Path) -> dict:
+    """The record in ``path``, checked against the record schema (bench/schema.py). A file that is not
+    a run record is a :class:`BenchError` naming the path and the first problem: records come from
+    run folders that other people may have written."""
     record = read_json_file(path, "record")
     problem = record_problem(record)
     if problem:
-        raise BenchError(f"record {path} {problem}; not a run record (see reports/SCHEMA.md)")
+        raise BenchError(f"record {path} is not a valid run record: {problem} (see reports/SCHEMA.md)")
     return record  # type: ignore[return-value]
 
 
-def load_records(runs: list[Path], include_failed: bool = False, left_out: list[dict] | None = None) -> list[dict]:
+def load_records(runs: list[Path], include_failed: bool = False, left_out: list[dict] | None = None,
+                 invalid: list[str] | None = None) -> list[dict]:
     """The records of ``runs`` that finished ok (every record with ``include_failed``); the
-    others are appended to ``left_out`` when it is given."""
+    others are appended to ``left_out`` when it is given.
+
+    A file that is not a valid record stops the reading with a :class:`BenchError`, or, when
+    ``invalid`` is given, is left out and its one-line reason (path and problem) appended to it: a
+    report shows the good records and says which files it could not use."""
     records = []
     for path in record_files(runs):
-        record = read_record(path)
+        try:
+            record = read_record(path)
+        except BenchError as error:
+            if invalid is None:
+                raise
+            invalid.append(str(error))
+            continue
         record["_path"] = str(path)
         if record.get("status") == "ok" or include_failed:
             records.append(record)
@@ -197,10 +170,10 @@ LATENCY_COLUMNS = {"caption_ms_b1": "caption ms", "image_ms_b1": "image ms", "se
 
 def load_latency(path: Path) -> dict:
     """A `bench benchmark latency --out` file: ``{"rows": {(model, text encoder): row}, "notes": [...]}``."""
-    data = read_json_file(path, "latency file")
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and "model" in r for r in rows):
-        raise BenchError(f"latency file {path} is not a `bench benchmark latency --out` file (no list of rows)")
+    from bench.latency import read_latency_file
+
+    data = read_latency_file(path)
+    rows = data["rows"]
     environment = data.get("environment") or {}
     notes = [f"latency: median ms per call on {environment.get('device', '?')} with "
              f"{environment.get('torch_threads', '?')} torch thread(s), from {path} (`bench benchmark latency`)."]
@@ -418,6 +391,30 @@ def per_run_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sorted(rows, key=lambda row: row["_order"])).drop(columns="_order")
 
 
+def reference_problem(reference: pd.DataFrame) -> str | None:
+    """What makes a reference table unusable, or None: a row without a model name, a fraction that is
+    not a number in (0, 100], or a metric that is neither empty (not published) nor a finite number
+    in range (R@K in percent, rsum up to 600). Rows are counted from 1 after the header."""
+    for row, model in enumerate(reference["model"], start=1):
+        if pd.isna(model) or not str(model).strip():
+            return f"has no model name in row {row}"
+    columns = [("fraction", 100, False)] + [(m, 600 if m == "rsum" else 100, True) for m in METRICS
+                                            if m in reference.columns]
+    for column, high, may_be_empty in columns:
+        values = reference[column]
+        # pandas reads a column whose cells are all numbers as numbers, one whose cells are all true/false
+        # as booleans, and any other as text, whose cells that are no number become NaN here
+        numbers = values.map(lambda _: np.nan) if is_bool_dtype(values) else pd.to_numeric(values, errors="coerce")
+        for row, (value, number) in enumerate(zip(values, numbers.astype(float)), start=1):
+            if pd.isna(value) and may_be_empty:
+                continue
+            low_ok = number > 0 if column == "fraction" else number >= 0
+            if not (is_number(number) and low_ok and number <= high):
+                bounds = "in (0, 100]" if column == "fraction" else f"in [0, {high}], or an empty cell"
+                return f"has {column} {str(value)!r} in row {row}; expected a number {bounds}"
+    return None
+
+
 def load_reference(path: Path) -> pd.DataFrame:
     if path.is_dir():
         raise BenchError(f"reference file {path} is a folder, not a CSV file")
@@ -434,6 +431,12 @@ def load_reference(path: Path) -> pd.DataFrame:
     missing = {"model", "fraction"} - set(reference.columns)
     if missing:
         raise BenchError(f"reference file {path} lacks columns {sorted(missing)}")
+    problem = reference_problem(reference)
+    if problem:
+        raise BenchError(f"reference file {path} {problem}")
+    for column in ["fraction"] + [m for m in METRICS if m in reference.columns]:
+        # a number pandas left as text (" 25", say) as a number; a column of numbers stays as it is
+        reference[column] = pd.to_numeric(reference[column])
     for m in RECALLS:
         if m not in reference.columns:
             reference[m] = np.nan

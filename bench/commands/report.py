@@ -26,6 +26,7 @@ from bench.report import (
 )
 
 from bench.runner import DEFAULT_RUN
+from bench.schema import is_number
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -103,11 +104,15 @@ def report_command(args: argparse.Namespace) -> int:
         if path:
             check_plot_path(path, option)
     left_out: list[dict] = []
-    records = load_records(runs, left_out=left_out)
+    invalid: list[str] = []  # files that are not valid records: left out, each named with its problem
+    records = load_records(runs, left_out=left_out, invalid=invalid)
     if not records:
-        note = f" ({left_out_note(left_out)})" if left_out else ""
+        notes = ([left_out_note(left_out)] if left_out else []) + invalid_notes(invalid)
+        note = f" ({'; '.join(notes)})" if notes else ""
         raise BenchError(f"no finished records found in {', '.join(map(str, runs))}{note}; run `bench run` first "
                          "(or check the folder)")
+    for line in invalid_notes(invalid):  # now, so that an error further on does not hide them
+        print(f"bench: warning: {line}", file=sys.stderr)
     frame = records_frame(records)
     if args.only:
         frame = select_rows(frame, args.only)
@@ -140,12 +145,21 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def invalid_notes(invalid: list[str]) -> list[str]:
+    """One line per file the report left out because it is not a valid record (what `load_records` said)."""
+    return [f"{reason}; left out of the table" for reason in invalid]
+
+
 def check_command(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.check import compare, load_baseline, make_baseline, write_baseline
 
     if args.update:
+        for option, value in (("--k", args.k), ("--floor", args.floor)):
+            # a negative tolerance fails every run, NaN or Infinity passes every run: no check either way
+            if not is_number(value) or value < 0:
+                raise BenchError(f"{option} must be a finite number >= 0 (got {value:g}): it sets the tolerances")
         check_output_file(args.against, "--against")
         baseline = make_baseline(args.runs, k=args.k, floor=args.floor, description=args.description)
         write_output(args.against, lambda: write_baseline(args.against, baseline), "--against")
