@@ -8,6 +8,11 @@ under ``<out>/records/``. A finished record with the same config hash is skipped
 rerun; a cell killed mid-training resumes from the checkpoint its model wrote after its
 last finished epoch (``<out>/work/<cell>/``). A failing cell is recorded with its error
 and the grid goes on.
+
+A record's file name is its cell name, which does not hold the config: a finished record of
+another identity (config, model revision, data or split file) under the same name is never
+replaced silently. The run stops before training and asks for ``--label`` (keep both) or
+``--force``, which moves the earlier record to ``<out>/superseded/`` and trains.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import tempfile
 import time
 import traceback
@@ -252,19 +258,86 @@ def is_finished(out: Path, cell: Cell, identity: str) -> bool:
 
 
 def prepare_run_folder(out: Path) -> None:
-    """Create ``out/records`` and ``out/locks`` and check they can be written, with a clear error
-    (before any training) for a folder that is a file, or on a read-only filesystem."""
-    for folder in (out, out / "records", out / "locks", out / "work"):
+    """Create ``out/records``, ``out/locks`` and ``out/work`` and check each can be written, with a
+    clear error (before any training) for a folder that is a file, a read-only one, or a read-only
+    filesystem: the records, the cells' locks and their checkpoints are all written there."""
+    folders = (out / "records", out / "locks", out / "work")
+    for folder in (out, *folders):
         if folder.exists() and not folder.is_dir():
             raise BenchError(f"run folder {out}: {folder} is a file, not a folder; pass another --out")
-    try:
-        for folder in (out / "records", out / "locks", out / "work"):
+    for folder in folders:
+        try:
             folder.mkdir(parents=True, exist_ok=True)
-        # A probe of its own (not a fixed name): several runs may start on one folder at once.
-        with tempfile.NamedTemporaryFile(dir=out / "records", prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise BenchError(f"run folder {out} can't be written ({error.strerror or error}); pass another --out") from None
+            # A probe of its own (not a fixed name): several runs may start on one folder at once.
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                pass
+        except OSError as error:
+            raise BenchError(f"run folder {out} can't be written ({error.strerror or error}): no file can be made in "
+                             f"{folder}; pass another --out") from None
+
+
+def config_differences(record: dict, cell: Cell, content_sha256: str, split_sha256: str) -> str:
+    """How a finished record's cell differs from ``cell`` on this data and split file (the settings
+    whose values differ, a raised model revision, changed data or split file), in a few words for a
+    one-line message."""
+    recorded = record.get("config") if isinstance(record.get("config"), dict) else {}
+    current = json.loads(to_json(config_to_dict(cell.config)))  # as a record holds it (lists, not tuples)
+    absent = object()
+    show = lambda value: "absent" if value is absent else json.dumps(value)  # noqa: E731
+    keys = sorted(k for k in recorded.keys() | current.keys() if recorded.get(k, absent) != current.get(k, absent))
+    parts = [f"{cell.model}.{k} {show(recorded.get(k, absent))} -> {show(current.get(k, absent))}" for k in keys[:4]]
+    if len(keys) > 4:
+        parts.append(f"{len(keys) - 4} more setting(s)")
+    if record.get("model_revision", 0) != cell.revision:
+        parts.append(f"model revision {record.get('model_revision', 0)} -> {cell.revision}, a fix that changed what "
+                     "the model trains: pass --force to retrain")
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    if data.get("content_sha256") != content_sha256:
+        parts.append("the dataset's content changed")
+    if data.get("split_sha256") != split_sha256:
+        parts.append("the split file changed")
+    return "; ".join(parts) or "another config hash"
+
+
+def superseded_path(out: Path, path: Path, record: dict) -> Path:
+    """Where ``--force`` keeps a replaced record: ``<out>/superseded/<name>.<config hash[:12]>.json``
+    (with ``.2``, ``.3``... when that one is already kept, so nothing kept there is ever replaced)."""
+    config_hash = record.get("config_hash")
+    stem = f"{path.stem}.{config_hash[:12] if isinstance(config_hash, str) else 'unknown'}"
+    target, n = out / "superseded" / f"{stem}.json", 2
+    while target.exists():
+        target, n = out / "superseded" / f"{stem}.{n}.json", n + 1
+    return target
+
+
+def check_replaced_records(cells: list[Cell], identities: dict[str, str], dataset: Dataset, splits: dict,
+                           out: Path, force: bool) -> None:
+    """Refuse (before any training) to replace a finished record of another identity under a cell's
+    name; with ``force``, move each such record to ``<out>/superseded/`` (a rename: atomic) and say so.
+    Failed records are replaced as before: they hold no result to lose."""
+    clashes = []
+    for cell in cells:
+        record = read_record(record_path(out, cell))
+        if record and record.get("status") == "ok" and record_identity(record) != identities[cell.name]:
+            clashes.append((cell, record))
+    if not clashes:
+        return
+    if not force:
+        cell, record = clashes[0]
+        how = config_differences(record, cell, dataset.content_sha256, splits[cell.split_key][0].sha256)
+        others = f" ({len(clashes) - 1} more cell(s) alike)" if len(clashes) > 1 else ""
+        raise BenchError(f"{cell.name} already has a finished record in {out / 'records'}, made differently ({how})"
+                         f"{others}; pass --label NAME to keep both, or --force to replace it (the earlier record "
+                         f"moves to {out / 'superseded'}/)")
+    for cell, record in clashes:
+        path = record_path(out, cell)
+        target = superseded_path(out, path, record)
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(path, target)
+        except OSError as error:
+            raise BenchError(f"can't move {path} to {target} ({error.strerror or error}); pass another --out") from None
+        print(f"{cell.name}: its earlier finished record (another config, data or split file) moved to {target}")
 
 
 def run_cell(cell: Cell, spec: ModelSpec, dataset: Dataset, split: PairingSplit, split_file: Path, identity: str,
@@ -373,7 +446,9 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
 
     Each cell is trained under a lock in ``out/locks``, so several ``bench run`` processes (or
     machines sharing the folder) never train the same cell: a cell another process holds is put
-    off to the end of the grid, then waited for and skipped when it finished there.
+    off to the end of the grid, then waited for and skipped when it finished there. A finished
+    record of another identity under a cell's name stops the run before any training, unless
+    ``force`` (see :func:`check_replaced_records`).
     """
     from bench.executors import CellJob, make_executor
 
@@ -385,11 +460,18 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
     for cell in cells:
         if cell.split_key not in splits:
             splits[cell.split_key] = load_split(dataset, cell.fraction, cell.seed, cell.policy, splits_dir, cell.pools)
+    identities = {}
+    for cell in cells:
+        if cell.name in identities:  # the command line refuses repeats; this catches any other way in
+            raise BenchError(f"cell {cell.name} is in the grid twice; give each model, fraction and seed once")
+        split_sha256 = splits[cell.split_key][0].sha256
+        identities[cell.name] = cell_identity(cell.config_hash, dataset.content_sha256, split_sha256)
+    check_replaced_records(cells, identities, dataset, splits, out, force)
     summary = GridSummary()
     pending = []
     for cell in cells:
         split, split_file = splits[cell.split_key]
-        identity = cell_identity(cell.config_hash, dataset.content_sha256, split.sha256)
+        identity = identities[cell.name]
         if not force and is_finished(out, cell, identity):
             summary.skipped.append(cell.name)
             continue
@@ -414,10 +496,12 @@ def run_grid(cells: list[Cell], specs: dict[str, ModelSpec], dataset: Dataset, o
 
 def warm_text_sides(cells: list[Cell], dataset: Dataset, progress: bool = False) -> None:
     """Work every cell would repeat, done once before the workers start: encoding every caption with
-    a frozen sentence encoder fills its cache, so parallel workers don't each encode them again."""
-    from bench.nn.text import text_side
+    a frozen sentence encoder fills its cache, so parallel workers don't each encode them again. A
+    model's own text reading that is no text side of ``bench.nn.text`` (``cca``'s ``tfidf``) has
+    nothing to warm."""
+    from bench.nn.text import TEXT_SIDES, text_side
 
-    for name in sorted({getattr(c.config, "text_encoder", None) for c in cells} - {None}):
+    for name in sorted({getattr(c.config, "text_encoder", None) for c in cells} & set(TEXT_SIDES)):
         extra = {id(s): s for c in cells for s in c.pools.extras if s.modality == "captions"}
         captions = [c for split in dataset.splits() for c in split.captions]
         text_side(name).warm(captions + [c for source in extra.values() for c in source.captions], progress)

@@ -57,10 +57,17 @@ def test_rerun_skips_finished_cells_and_force_recomputes(small_synthetic, small_
     _grid(small_synthetic, ["cca"], small_splits, tmp_path)
     again = _grid(small_synthetic, ["cca"], small_splits, tmp_path)
     assert len(again.skipped) == 2 and not again.done
-    changed = _grid(small_synthetic, ["cca"], small_splits, tmp_path, overrides={"cca": {"dim": "16"}})
-    assert len(changed.done) == 2  # another config hash is another result
-    forced = _grid(small_synthetic, ["cca"], small_splits, tmp_path, force=True)
-    assert len(forced.done) == 2
+    # Another config hash is another result: it never replaces the finished records silently...
+    with pytest.raises(BenchError, match=r"already has a finished record .*cca\.dim 256 -> 16.*--label NAME.*--force"):
+        _grid(small_synthetic, ["cca"], small_splits, tmp_path, overrides={"cca": {"dim": "16"}})
+    assert {r["config"]["dim"] for r in _records(tmp_path).values()} == {256}
+    # ... and --force trains it, keeping the earlier records under superseded/.
+    changed = _grid(small_synthetic, ["cca"], small_splits, tmp_path, overrides={"cca": {"dim": "16"}}, force=True)
+    assert len(changed.done) == 2
+    assert len(list((tmp_path / "superseded").glob("*.json"))) == 2
+    forced = _grid(small_synthetic, ["cca"], small_splits, tmp_path, overrides={"cca": {"dim": "16"}}, force=True)
+    assert len(forced.done) == 2  # the same config recomputed: nothing else to keep
+    assert len(list((tmp_path / "superseded").glob("*.json"))) == 2
 
 
 def test_a_raised_model_revision_retrains_instead_of_reusing_old_results(small_synthetic, small_splits, tmp_path):
@@ -74,8 +81,13 @@ def test_a_raised_model_revision_retrains_instead_of_reusing_old_results(small_s
     assert old["model_revision"] == 0
 
     fixed = dataclasses.replace(cca, revision=1)  # a behaviour fix that added no config field
-    again = _grid(small_synthetic, [fixed], small_splits, tmp_path, fractions=(25,))
+    # The old record is never reused, nor replaced silently: the run asks for --force ...
+    with pytest.raises(BenchError, match=r"model revision 0 -> 1, .*pass --force to retrain"):
+        _grid(small_synthetic, [fixed], small_splits, tmp_path, fractions=(25,))
+    # ... which retrains the cell and keeps the old record under superseded/.
+    again = _grid(small_synthetic, [fixed], small_splits, tmp_path, fractions=(25,), force=True)
     assert len(again.done) == 1 and not again.skipped
+    assert json.loads((tmp_path / "superseded" / f"{name}.{old['config_hash'][:12]}.json").read_text()) == old
     new = _records(tmp_path)[name]
     assert new["model_revision"] == 1 and new["config_hash"] != old["config_hash"]
     assert new["config"] == old["config"]

@@ -56,12 +56,16 @@ def test_changed_data_means_recompute_and_unchanged_data_resumes(small_synthetic
     assert len(_grid(small_synthetic, small_splits, tmp_path).skipped) == 2  # unchanged: reused
     edited = _edited(small_synthetic)
     assert edited.ids_sha256 == small_synthetic.ids_sha256  # the split files still fit...
-    again = _grid(edited, small_splits, tmp_path)
-    assert len(again.done) == 2 and not again.skipped  # ...but the cells are recomputed
+    # ...but the cells are not reused: the records of the old data are not replaced silently either,
+    with pytest.raises(BenchError, match=r"made differently \(the dataset's content changed\).*--force"):
+        _grid(edited, small_splits, tmp_path)
+    again = _grid(edited, small_splits, tmp_path, force=True)  # and --force recomputes them (keeping the old ones)
+    assert len(again.done) == 2 and not again.skipped
     features = small_synthetic.train.features.copy()
     features[3, 0] += 1.0
     moved = dataclasses.replace(small_synthetic, train=dataclasses.replace(small_synthetic.train, features=features))
-    assert len(_grid(moved, small_splits, tmp_path).done) == 2
+    assert len(_grid(moved, small_splits, tmp_path, force=True).done) == 2
+    assert len(list((tmp_path / "superseded").glob("*.json"))) == 4
 
 
 def test_a_cell_locked_by_another_process_is_put_off_then_skipped_when_it_finished(small_synthetic, small_splits,

@@ -1,11 +1,16 @@
-"""Arguments several subcommands share: which dataset, where its files are."""
+"""Arguments several subcommands share: which dataset, where its files are, which fractions and seeds."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Iterable
 
 from bench.data import Dataset, load_dataset
 from bench.errors import BenchError
+
+# numpy's legacy seeding (``np.random.seed``) takes 32-bit seeds; a larger one fails deep inside a run.
+MAX_SEED = 2**32 - 1
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None = "synthetic") -> None:
@@ -49,9 +54,49 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
 def pools_from_args(args: argparse.Namespace) -> list:
     """One :class:`bench.splits.PoolSpec` per unpaired fraction, each with the extra sources given."""
     from bench.data.extra import load_source
-    from bench.splits import PoolSpec, parse_unpaired_fractions
+    from bench.splits import PoolSpec, format_fraction, parse_unpaired_fractions
 
     fractions = parse_unpaired_fractions(args.unpaired_fractions)
+    refuse_repeats(fractions, "unpaired fraction", "--unpaired-fractions", format_fraction)
     extras = tuple([load_source(text, "captions") for text in args.extra_unpaired_captions]
                    + [load_source(text, "images") for text in args.extra_unpaired_images])
     return [PoolSpec(fraction, extras) for fraction in fractions]
+
+
+def refuse_repeats(values: Iterable, what: str, option: str, show=str) -> None:
+    """Refuse a list that names one value twice (``--fractions 50,50``, or ``100.0,100``): a repeat
+    would make the same grid cell twice, and the second copy would only find the first one's record."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise BenchError(f"{what} {show(value)} is given twice in {option}; give each once")
+        seen.add(value)
+
+
+def parse_fraction_list(text: str) -> list[float]:
+    """``--fractions``: paired percentages in (0, 100], each once."""
+    from bench.splits import format_fraction, parse_fractions
+
+    fractions = parse_fractions(text)
+    refuse_repeats(fractions, "fraction", "--fractions", format_fraction)
+    return fractions
+
+
+def parse_seed_list(text: str) -> list[int]:
+    """``--seeds``: integers in [0, 2**32 - 1] (what every seeded library accepts), each once."""
+    from bench.splits import parse_seeds
+
+    seeds = parse_seeds(text)
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise BenchError(f"seed {seed} is outside [0, {MAX_SEED}]; give seeds such as 0,1,2")
+    refuse_repeats(seeds, "seed", "--seeds")
+    return seeds
+
+
+def parse_run_folder(text: str) -> Path:
+    """``--out``: a run folder. An empty one (an unset shell variable, say) would be the current
+    folder, and records/ and work/ would land in it, so it is refused."""
+    if not text.strip():
+        raise BenchError("--out is empty; give the run folder, e.g. --out runs/NAME")
+    return Path(text)

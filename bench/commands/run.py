@@ -8,14 +8,28 @@ import os
 import re
 from pathlib import Path
 
-from bench.commands.common import add_dataset_arguments, add_pool_arguments, load_from_args, pools_from_args
+from bench.commands.common import (
+    add_dataset_arguments,
+    add_pool_arguments,
+    load_from_args,
+    parse_fraction_list,
+    parse_run_folder,
+    parse_seed_list,
+    pools_from_args,
+    refuse_repeats,
+)
 from bench.errors import BenchError
 from bench.executors import EXECUTORS
 from bench.nn.text import TEXT_SIDES
 from bench.provenance import resolve_device
 from bench.registry import known_models, parse_model_names
 from bench.runner import DEFAULT_RUN, build_cells, run_grid
-from bench.splits import POLICIES, parse_fractions, parse_seeds
+from bench.splits import POLICIES
+
+# A label is part of every file name of its cells (records, their temporary files, locks, work
+# folders); the rest of a name stays well under 150 characters, so 100 keeps every one of them
+# inside the usual 255-byte limit on a file name.
+MAX_LABEL = 100
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +64,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--label", default=None,
                      help="name this variant (e.g. an ablation: --label no-cyclic --set mine.w_cyclic=0); "
                      "it becomes part of the cell names and a row of its own in the report")
-    run.add_argument("--out", type=Path, default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
+    run.add_argument("--out", default=str(DEFAULT_RUN), help=f"run folder (default {DEFAULT_RUN})")
     run.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=None,
                      help="CPU threads for torch per cell (default: torch's own choice, or the cores split evenly "
@@ -63,7 +77,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--address", default=None,
                      help="with --executor ray: the cluster to join (auto, or ray://HOST:PORT); default: start a local one")
     run.add_argument("--splits-dir", type=Path, default=None, help="split files folder (default: the repo's splits/)")
-    run.add_argument("--force", action="store_true", help="recompute finished cells")
+    run.add_argument("--force", action="store_true",
+                     help="recompute finished cells; a finished record of another config (or data, or split file) "
+                     "under the same name is moved to <out>/superseded/, not deleted")
     run.add_argument("--quiet", action="store_true", help="no progress bars; one line per cell (for CI logs)")
     run.set_defaults(func=run_command)
 
@@ -113,12 +129,15 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    out = parse_run_folder(args.out)
     specs = parse_model_names(args.models)
-    fractions, seeds = parse_fractions(args.fractions), parse_seeds(args.seeds)
+    refuse_repeats([s.name for s in specs], "model", "--models")  # an alias counts as its model
+    fractions, seeds = parse_fraction_list(args.fractions), parse_seed_list(args.seeds)
     text_encoders = [t.strip() for t in args.text_encoders.split(",")] if args.text_encoders else None
     for encoder in text_encoders or []:
         if encoder not in TEXT_SIDES:
             raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(TEXT_SIDES)}")
+    refuse_repeats(text_encoders or [], "text encoder", "--text-encoders")
     overrides = parse_overrides(args.overrides)
     for name in overrides:
         if name != "*" and name not in {s.name for s in specs}:
@@ -135,6 +154,9 @@ def run_command(args: argparse.Namespace) -> int:
     pool_variants = pools_from_args(args)
     if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", args.label):
         raise BenchError(f"--label '{args.label}': use letters, digits, '.', '+' and '-' only")
+    if args.label is not None and len(args.label) > MAX_LABEL:
+        raise BenchError(f"--label of {len(args.label)} characters: give at most {MAX_LABEL} (it is part of "
+                         "every file name of its cells)")
     cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile or dataset.default_profile,
                         text_encoders, overrides, args.label, pool_variants, args.tuned_dir)
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, len(cells))))
@@ -142,11 +164,11 @@ def run_command(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    summary = run_grid(cells, {s.name: s for s in specs}, dataset, args.out, device, force=args.force,
+    summary = run_grid(cells, {s.name: s for s in specs}, dataset, out, device, force=args.force,
                        quiet=args.quiet, splits_dir=args.splits_dir, jobs=jobs, threads=args.threads,
                        executor=args.executor, address=args.address)
     print(f"{len(summary.done)} cells trained, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
-          f"records in {args.out / 'records'}")
+          f"records in {out / 'records'}")
     if summary.waited:
         print(f"  {len(summary.waited)} of the done cells were trained by another bench run on this folder: "
               f"{', '.join(summary.waited)}")

@@ -104,9 +104,16 @@ def load_source(text: str, modality: str) -> ExtraSource:
         if features.ndim != 2 or not np.issubdtype(features.dtype, np.number):
             raise BenchError(f"extra unpaired images file {path} holds a {features.dtype} array of shape "
                              f"{features.shape}; expected a numeric (images, feature size) matrix")
-        features = np.ascontiguousarray(features, dtype=np.float32)
-        source = ExtraSource(kind, modality, path, checksum, [f"npy:{row}" for row in range(len(features))],
-                             features=features)
+        with np.errstate(over="ignore", invalid="ignore"):  # a value float32 can't hold is refused just below
+            features = np.ascontiguousarray(features, dtype=np.float32)
+        ids = [f"npy:{row}" for row in range(len(features))]
+        # A NaN or inf row would only surface as a diverged training, far from its cause. Checked
+        # as float32, what the models read: a finite float64 value too large for it becomes inf.
+        if not np.isfinite(features).all():
+            from bench.data.flickr8k import non_finite_message
+
+            raise BenchError(non_finite_message(features, f"extra unpaired images file {path}", "extra", ids))
+        source = ExtraSource(kind, modality, path, checksum, ids, features=features)
     if not len(source):
         raise BenchError(f"extra unpaired {modality} file {path} holds no {modality}; nothing to add")
     return source

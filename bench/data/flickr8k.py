@@ -65,13 +65,15 @@ def _find_text_file(root: Path, file_name: str, what: str) -> Path:
 
 
 def read_text_lines(path: Path) -> list[str]:
-    """The file's lines without line endings. Only "\\n" ends a line: captions may hold
-    other characters that ``str.splitlines`` would treat as breaks."""
+    """The file's lines without line endings. Only "\\n" ends a line (and the "\\r" of a "\\r\\n"
+    ending is dropped): captions may hold other characters that ``str.splitlines`` would treat as
+    breaks, a lone "\\r" among them, and line numbers in messages must be the file's. The bytes
+    are decoded directly, since text mode would turn a lone "\\r" into a line break."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BenchError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    lines = [line.rstrip("\r") for line in text.split("\n")]
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
     return lines
