@@ -88,7 +88,9 @@ def gain_table(table: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.Dat
             line["95 % CI"], line["CI excludes 0"] = "n/a (records without test ranks)", ""
         line["_gain"], line["_fraction"] = row["rsum"] - twin["rsum"], float(row["fraction"])
         lines.append(line)
-    out = pd.DataFrame(lines).fillna("")
+    out = pd.DataFrame(lines)
+    shown = [c for c in out.columns if not c.startswith("_")]
+    out[shown] = out[shown].astype(object).fillna("")
     if out["Policy"].nunique() == 1:
         out = out.drop(columns="Policy")
     return out
@@ -97,6 +99,24 @@ def gain_table(table: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.Dat
 def visible(gains: pd.DataFrame) -> pd.DataFrame:
     """The gain table without its private (underscored) columns, for printing."""
     return gains[[c for c in gains.columns if not c.startswith("_")]]
+
+
+def render_gain(gains: pd.DataFrame, fmt: str) -> str:
+    """The gain table in a `bench report` format, with a line that says how to read it."""
+    table = visible(gains)
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "json":
+        return table.to_json(orient="records", indent=1, force_ascii=False) + "\n"
+    if fmt == "html":
+        return table.to_html(index=False) + "\n"
+    from tabulate import tabulate
+
+    tablefmt = {"markdown": "pipe", "github": "github", "latex": "latex"}.get(fmt, "pipe")
+    note = ("Unpaired gain: rsum of the model minus its paired-only twin (the same config with every term "
+            "that reads the unpaired pools off, the same splits and seeds); 95 % paired bootstrap interval "
+            "over test images and seeds. '—': the model ignores the pools.")
+    return "\n\n" + tabulate(table, headers="keys", tablefmt=tablefmt, showindex=False) + "\n\n- " + note + "\n"
 
 
 def plot_gain(gains: pd.DataFrame, path: Path) -> Path:

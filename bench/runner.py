@@ -63,6 +63,7 @@ class Cell:
     pools: PoolSpec = field(default_factory=PoolSpec, compare=False)  # share of the unpaired pools, extra sources
     tuned_from: dict | None = field(default=None, compare=False)  # --profile tuned: the file the config came from
     revision: int = field(default=0, compare=False)  # the model's behaviour revision (RetrievalModel.revision)
+    twin_of: str | None = None  # a paired-only twin (bench.gain): the name of the model cell it belongs to
 
     @property
     def config_hash(self) -> str:
@@ -87,16 +88,19 @@ class Cell:
         return {"dataset": self.dataset, "model": self.model, "fraction": self.fraction, "seed": self.seed,
                 "policy": self.policy, "profile": self.profile, "text_encoder": self.text_encoder,
                 "label": self.label, "unpaired_fraction": self.pools.unpaired_fraction,
-                "extra_sources": list(self.pools.tags)}
+                "extra_sources": list(self.pools.tags), **({"twin_of": self.twin_of} if self.twin_of else {})}
 
 
 def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], seeds: list[int], policy: str,
                 profile: str, text_encoders: list[str] | None, overrides: dict[str, dict[str, str]],
                 label: str | None = None, pool_variants: list[PoolSpec] | None = None,
-                tuned_dir: Path | None = None) -> list[Cell]:
+                tuned_dir: Path | None = None, with_controls: bool = False) -> list[Cell]:
     """The grid's cells. A model that ignores unpaired data gets only the plain pools of each split
     (any other variant would train the very same model again). With ``profile == "tuned"`` each
-    cell's config is the `bench tune` result for its model, text encoder and fraction."""
+    cell's config is the `bench tune` result for its model, text encoder and fraction. With
+    ``with_controls``, each cell of a model that reads the pools is followed by its paired-only twin
+    (:mod:`bench.gain`): the twin's config, labelled ``paired-only``, on the same split and seed."""
+    from bench.gain import twin_label
     from bench.tuning import TUNED_PROFILE, tuned_config
 
     cells = []
@@ -104,19 +108,17 @@ def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], se
     for spec in specs:
         variants = pool_variants if spec.uses_unpaired else [PoolSpec()]
         names = {f.name for f in dataclasses.fields(spec.config_class)}
-        has_text_choice = "text_encoder" in names
         # Overrides without a model prefix ("*") apply only where the model has that setting.
         model_overrides = {k: v for k, v in overrides.get("*", {}).items() if k in names}
         model_overrides.update(overrides.get(spec.name, {}))
-        encoders: list[str | None] = list(text_encoders) if (text_encoders and has_text_choice) else [None]
-        for encoder in encoders:
+        for encoder in encoders_for(spec, text_encoders):
             settings = dict(model_overrides)
             if encoder is not None:
                 settings["text_encoder"] = encoder
             configs = {}  # fraction -> (config, the tuned file it came from)
             for fraction in fractions:
                 if profile == TUNED_PROFILE:
-                    text = (encoder or "minilm") if has_text_choice else None
+                    text = cell_text_encoder(spec, encoder or spec.default_text_encoder("cpu"))
                     configs[fraction] = tuned_config(spec, dataset, text, fraction, tuned_dir,
                                                      {k: v for k, v in settings.items() if k != "text_encoder"})
                 else:
@@ -124,11 +126,37 @@ def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], se
             for seed in seeds:
                 for fraction in fractions:
                     config, tuned = configs[fraction]
-                    chosen = getattr(config, "text_encoder", None) if has_text_choice else None
+                    chosen = cell_text_encoder(spec, getattr(config, "text_encoder", None))
+                    twin = spec.paired_only_twin(config) if with_controls else None
                     for pools in variants:
-                        cells.append(Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config, label,
-                                          pools, tuned, spec.revision))
+                        cell = Cell(dataset, spec.name, fraction, seed, policy, profile, chosen, config, label,
+                                    pools, tuned, spec.revision)
+                        cells.append(cell)
+                        if twin is not None:
+                            cells.append(dataclasses.replace(cell, config=twin, label=twin_label(label),
+                                                             twin_of=cell.name))
     return cells
+
+
+def encoders_for(spec: ModelSpec, requested: list[str] | None) -> list[str | None]:
+    """The text encoders a model's cells run with: None (the profile's choice) when none is requested
+    or the model has no choice; else the requested ones the model reads. A model that reads none of
+    them is one clear error, not a silently empty row."""
+    if not requested or not spec.has_text_choice:
+        return [None]
+    chosen = [encoder for encoder in requested if encoder in spec.text_encoders]
+    if not chosen:
+        raise BenchError(f"{spec.name} reads the text encoders {', '.join(spec.text_encoders)}, not "
+                         f"{', '.join(requested)}; run it with --text-encoders {spec.text_encoders[0]}")
+    return list(chosen)
+
+
+def cell_text_encoder(spec: ModelSpec, encoder: str | None) -> str | None:
+    """The text encoder a cell is named by: None for a model without a choice, and for the model's own
+    unnamed one (cca's bag of words), so those cells keep the names they had before the choice existed."""
+    if not spec.has_text_choice or encoder == spec.unnamed_text_encoder:
+        return None
+    return encoder
 
 
 def subsets(dataset: Dataset, split: PairingSplit, pools: PoolSpec = PoolSpec()) -> tuple[PairedData, UnpairedData]:

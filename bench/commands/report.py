@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.gain import gain_table, plot_gain, render_gain
 from bench.io import atomic_write_text
 from bench.report import (
     FORMATS,
@@ -52,6 +53,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--per-run", action="store_true",
                         help="also print one line per run: its seed, updates, the epoch kept and its dev rsum, "
                              "the test rsum and the commit it came from")
+    report.add_argument("--unpaired-gain", action="store_true",
+                        help="also print, per model and fraction, rsum minus the paired-only twin's (runs made "
+                             "with `bench run --with-controls`) with a 95 %% bootstrap interval; with a plot, also "
+                             "draw the gain beside it (PLOT-gain.png)")
     report.add_argument("--output", "-o", type=Path, default=None, help="write the table to this file instead of stdout")
     report.add_argument("--latency", type=Path, default=None, metavar="FILE.json",
                         help="add per-query latency columns from `bench benchmark latency --out FILE.json`")
@@ -120,6 +125,9 @@ def report_command(args: argparse.Namespace) -> int:
     reference = load_reference(args.reference) if args.reference else None
     latency = load_latency(args.latency) if args.latency else None
     text = render(table, args.format, reference, args.compare, latency, frame, args.against, args.per_run)
+    gains = gain_table(table, frame) if args.unpaired_gain else None
+    if gains is not None:
+        text += render_gain(gains, args.format)
     if saved_table is not None:
         write_output(saved_table, lambda: atomic_write_text(saved_table, text), "report")
     if args.output:
@@ -132,6 +140,10 @@ def report_command(args: argparse.Namespace) -> int:
             write_output(args.plot, lambda: plot_pools(table, args.plot), "--plot")
         else:
             write_output(args.plot, lambda: plot(table, args.plot, reference), "--plot")
+    if args.plot and gains is not None and "_gain" in gains:
+        gain_path = args.plot.with_name(f"{args.plot.stem}-gain{args.plot.suffix}")
+        write_output(gain_path, lambda: plot_gain(gains, gain_path), "--plot")
+        print(f"wrote {gain_path}", file=sys.stderr if not args.output else sys.stdout)
     if args.curves:
         write_output(args.curves, lambda: plot_curves(frame, args.curves), "--curves")
         print(f"wrote {args.curves}", file=sys.stderr if not args.output else sys.stdout)

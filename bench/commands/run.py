@@ -20,6 +20,7 @@ from bench.commands.common import (
 )
 from bench.errors import BenchError
 from bench.executors import EXECUTORS
+from bench.gain import TWIN_LABEL, is_twin_label
 from bench.nn.text import TEXT_SIDES
 from bench.provenance import resolve_device
 from bench.registry import known_models, parse_model_names
@@ -59,6 +60,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--text-encoders", default=None,
                      help=f"comma-separated text encoders to run for models that have one ({', '.join(TEXT_SIDES)}); "
                      "default: the profile's")
+    run.add_argument("--with-controls", action="store_true",
+                     help="also train each pool-reading model's paired-only twin (its pool-reading terms off, the "
+                     "same updates), labelled paired-only; `bench report --unpaired-gain` then shows model minus twin")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="[MODEL.]KEY=VALUE",
                      help="override a config setting, e.g. --set vse.epochs=5 or --set epochs=5 (every model that has it)")
     run.add_argument("--label", default=None,
@@ -128,16 +132,26 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     return overrides
 
 
+def parse_text_encoders(text: str | None, specs: list) -> list[str] | None:
+    """``--text-encoders``: names any of the models reads (a model's own, such as cca's ``tfidf``, or a
+    text side of ``bench.nn.text``), each once; None when not given (each model's profile chooses)."""
+    if not text:
+        return None
+    encoders = [t.strip() for t in text.split(",") if t.strip()]
+    known = list(TEXT_SIDES) + [e for s in specs for e in s.text_encoders if e not in TEXT_SIDES]
+    for encoder in encoders:
+        if encoder not in known:
+            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(dict.fromkeys(known))}")
+    refuse_repeats(encoders, "text encoder", "--text-encoders")
+    return encoders
+
+
 def run_command(args: argparse.Namespace) -> int:
     out = parse_run_folder(args.out)
     specs = parse_model_names(args.models)
     refuse_repeats([s.name for s in specs], "model", "--models")  # an alias counts as its model
     fractions, seeds = parse_fraction_list(args.fractions), parse_seed_list(args.seeds)
-    text_encoders = [t.strip() for t in args.text_encoders.split(",")] if args.text_encoders else None
-    for encoder in text_encoders or []:
-        if encoder not in TEXT_SIDES:
-            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(TEXT_SIDES)}")
-    refuse_repeats(text_encoders or [], "text encoder", "--text-encoders")
+    text_encoders = parse_text_encoders(args.text_encoders, specs)
     overrides = parse_overrides(args.overrides)
     for name in overrides:
         if name != "*" and name not in {s.name for s in specs}:
@@ -157,8 +171,11 @@ def run_command(args: argparse.Namespace) -> int:
     if args.label is not None and len(args.label) > MAX_LABEL:
         raise BenchError(f"--label of {len(args.label)} characters: give at most {MAX_LABEL} (it is part of "
                          "every file name of its cells)")
+    if args.label is not None and is_twin_label(args.label):
+        raise BenchError(f"--label '{args.label}': labels ending in '{TWIN_LABEL}' name the paired-only twins "
+                         "that --with-controls runs; choose another label")
     cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile or dataset.default_profile,
-                        text_encoders, overrides, args.label, pool_variants, args.tuned_dir)
+                        text_encoders, overrides, args.label, pool_variants, args.tuned_dir, args.with_controls)
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, len(cells))))
     if args.threads is not None and jobs == 1 and args.executor == "local":
         import torch
