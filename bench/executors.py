@@ -6,17 +6,21 @@ that cell's lock (``<out>/locks/<cell>.lock``, a ``filelock`` lock that the oper
 releases when its process dies), so two ``bench run`` processes on one folder never train the
 same cell. A locked cell is put off until every other cell has run, then waited for; if the
 other process finished it, it is skipped, otherwise (that process failed or was killed) it is
-trained here.
+trained here. A local worker process ends when its driver does, even a driver killed with
+SIGKILL (:func:`watch_driver`), so no worker outlives the ``bench run`` that started it.
 
 With Ray (``pip install -e '.[ray]'``), each cell is a task asking for ``threads`` CPUs and, with
 ``--device cuda``, one GPU. Workers read the dataset from Ray's object store and write records
 straight into the run folder, so on a cluster the run folder must be on a filesystem every node
-mounts at the same path (and the locks need one where ``flock`` works across nodes).
+mounts at the same path (and the locks need one where ``flock`` works across nodes). An
+``--address`` of the wrong form, or where no cluster answers, is one line before Ray is asked
+(:func:`check_ray_address`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -131,10 +135,77 @@ class InProcess(Executor):
 
 
 _WORKER_DATASET: Dataset | None = None
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal this process gets when its parent dies
 
 
-def _init_worker(dataset: Dataset, threads: int) -> None:
+def watch_driver(driver_pid: int, interval: float = 1.0) -> None:
+    """End this worker process when the driver process ``driver_pid`` ends, however it ends.
+
+    A ``ProcessPoolExecutor`` worker waits on a queue whose write end it holds itself, so when its
+    driver is killed (``kill -9``) nothing tells it: it finishes its cell, then waits for good,
+    holding its memory, and keeps the multiprocessing resource tracker alive too (which ends once
+    the last process holding its pipe has). So, on Linux, the kernel sends this process SIGKILL when
+    its parent dies (``PR_SET_PDEATHSIG``). That ties it to the driver only where the driver is the
+    parent, as with the 'spawn' context the executors here use (with 'forkserver' the parent is the
+    server), and only while the driver thread that started it lives (the executors start workers
+    from the thread that submits, the driver's main thread). On every platform a daemon thread also
+    checks every ``interval`` seconds that the driver lives, and ends the process when it does not:
+    through the pipe a 'spawn' parent holds open for its child (at end of file once the parent is
+    gone, even before anyone reaps it), else by the driver's pid. Call it first in a worker's
+    initializer; a driver that died before that is caught at once.
+    """
+    import multiprocessing
+    import sys
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid == driver_pid:
+        alive = parent.is_alive
+        if sys.platform.startswith("linux"):
+            _set_parent_death_signal()
+    else:
+        alive = lambda: _pid_alive(driver_pid)  # noqa: E731
+    if not alive():  # it died before the signal was set
+        os._exit(1)
+    threading.Thread(target=_watch_driver, args=(alive, interval), daemon=True, name="bench-driver-watch").start()
+
+
+def _set_parent_death_signal() -> None:
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library this process already has loaded
+        libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                   ctypes.c_ulong(0))
+    except (OSError, AttributeError):  # no prctl here: the watching thread alone ends the worker
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a dead one not yet reaped still does: the thread then waits)."""
+    if os.name != "posix":  # os.kill would terminate the process there, not test it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: the driver's pid was reused, so it is gone
+        return False
+    return True
+
+
+def _watch_driver(alive, interval: float) -> None:
+    import time
+
+    while alive():
+        time.sleep(interval)
+    os._exit(1)  # nobody is left to take this worker's result
+
+
+def _init_worker(dataset: Dataset, threads: int, driver_pid: int) -> None:
     global _WORKER_DATASET
+    watch_driver(driver_pid)
     _WORKER_DATASET = dataset
     torch.set_num_threads(threads)
 
@@ -157,7 +228,8 @@ class ProcessPool(Executor):
             return
         if self.pool is None:  # spawn: a clean interpreter per worker (forking a process with torch threads is unsafe)
             self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_worker, initargs=(dataset, self.threads))
+                                            initializer=_init_worker,
+                                            initargs=(dataset, self.threads, os.getpid()))
         futures = [self.pool.submit(_worker_job, job, wait) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
@@ -178,7 +250,15 @@ class RayPool(Executor):
         self.ray, self.threads, self.gpus = ray, threads, gpus
         self.started = not ray.is_initialized()
         if self.started:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if address is not None:
+                check_ray_address(address)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as error:
+                from bench.io import error_summary
+
+                what = f"--address {address}: Ray could not connect" if address else "--executor ray: Ray could not start"
+                raise BenchError(f"{what} ({error_summary(error)}); {RAY_START}") from None
         self.task = ray.remote(num_cpus=threads, num_gpus=gpus)(_ray_job)
         self.dataset_ref = None
 
@@ -194,6 +274,56 @@ class RayPool(Executor):
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
+
+
+RAY_START = ("start the cluster first (`ray start --head` on its head node, see the README), or leave out --address "
+             "to start Ray on this machine for this run")
+# What --address may be besides auto: ray://HOST:PORT (Ray Client) or HOST:PORT (the address `ray start --head` prints)
+_RAY_ADDRESS = re.compile(r"(?P<client>ray://)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})")
+
+
+def check_ray_address(address: str) -> None:
+    """Refuse, in one line that names --address and what to start, a Ray address that can't be joined:
+    one of another form, ``auto`` on a machine where no cluster runs, or an address where nothing
+    answers. Ray itself would retry such an address for minutes before it gives up; a TCP connection
+    with a timeout of a few seconds answers at once."""
+    import socket
+
+    if address == "auto":
+        host, port = _auto_address()
+        if host is None:
+            return
+    else:
+        match = _RAY_ADDRESS.fullmatch(address)
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise BenchError(f"--address {address!r} is not a Ray address; give auto (the cluster this machine "
+                             "belongs to), ray://HOST:PORT (Ray Client, port 10001 by default) or HOST:PORT (the "
+                             "address `ray start --head` prints)")
+        host, port = match["host"].strip("[]"), int(match["port"])
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise BenchError(f"--address {address}: nothing answers at {host}:{port} ({reason}); {RAY_START}") from None
+
+
+def _auto_address() -> tuple[str | None, int]:
+    """The cluster ``--address auto`` would join, as Ray finds it (RAY_ADDRESS, else the latest
+    `ray start` or a running Ray on this machine), or a :class:`BenchError` when there is none.
+    (None, 0) when this version of Ray can't be asked (a private function): then ray.init answers."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        found = canonicalize_bootstrap_address("auto")
+    except ConnectionError:
+        raise BenchError("--address auto: no Ray cluster runs on this machine; start one with `ray start --head` "
+                         "(see the README for SLURM and Kubernetes), or leave out --address to start Ray for this "
+                         "run") from None
+    except Exception:  # noqa: BLE001 - another Ray version: leave the answer to ray.init
+        return None, 0
+    host, _, port = (found or "").removeprefix("ray://").rpartition(":")  # RAY_ADDRESS may name a Ray Client
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else (None, 0)
 
 
 def _ray_job(job: CellJob, dataset: Dataset, threads: int, wait: bool) -> Outcome:

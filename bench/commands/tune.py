@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 
@@ -12,8 +11,9 @@ from bench.errors import BenchError
 from bench.nn.text import TEXT_SIDES
 from bench.provenance import resolve_device
 from bench.registry import parse_model_names
+from bench.runner import cell_text_encoder, encoders_for
 from bench.splits import parse_fractions
-from bench.tuning import DEFAULT_TUNED_DIR, StudySpec, tune
+from bench.tuning import DEFAULT_TUNED_DIR, StudySpec, check_storage, tune
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -60,21 +60,24 @@ def tune_command(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise BenchError(f"--jobs {args.jobs}: give a positive number of worker processes")
     text_encoders = [t.strip() for t in args.text_encoders.split(",")] if args.text_encoders else None
+    known = list(TEXT_SIDES) + [e for s in specs for e in s.text_encoders if e not in TEXT_SIDES]
     for encoder in text_encoders or []:
-        if encoder not in TEXT_SIDES:
-            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(TEXT_SIDES)}")
+        if encoder not in known:
+            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(dict.fromkeys(known))}")
+    if args.storage is not None:  # a URL that can't work is one line now, not after the data is read
+        check_storage(args.storage)
     device = resolve_device(args.device)
     dataset = load_from_args(args)
     studies = []
     for spec in specs:
         if not getattr(spec.config_class, "SEARCH_SPACE", None):
             raise BenchError(f"model '{spec.name}' declares no search space, so it can't be tuned")
-        has_text = "text_encoder" in {f.name for f in dataclasses.fields(spec.config_class)}
-        base = spec.config_class.for_profile(args.profile)
-        encoders = (text_encoders or [base.text_encoder]) if has_text else [None]
-        for encoder in encoders:
+        for encoder in encoders_for(spec, text_encoders):
+            # named as `bench run` names its cells: no encoder for a model's unnamed one (cca's bag of
+            # words), whose studies and tuned files keep the names they had before it had a choice
+            named = cell_text_encoder(spec, encoder or spec.default_text_encoder(args.profile))
             for fraction in fractions:
-                studies.append(StudySpec(dataset.name, spec.name, encoder, fraction, args.profile, args.trials,
+                studies.append(StudySpec(dataset.name, spec.name, named, fraction, args.profile, args.trials,
                                          args.update_cap, args.seed, spec.revision))
     jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, args.trials)))
     if args.threads is not None and jobs == 1:
