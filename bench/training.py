@@ -247,40 +247,17 @@ def run_training(
 
     for epoch in range(start_epoch, n_epochs):
         started = time.perf_counter()
-        for module in modules.values():
-            module.train()
-        losses = train_epoch(epoch)
-        check_finite(losses)
-        for module in modules.values():
-            module.eval()
-        with torch.no_grad():
-            metrics = validate()
+        losses, metrics = _train_and_validate(epoch, modules, train_epoch, validate)
         value = float(metrics[score])
-        point = {"epoch": epoch, f"val_{score}": value, **{f"loss_{k}": float(v) for k, v in losses.items()}}
-        point.update({f"val_{k}": float(v) for k, v in metrics.items() if k != score})
-        result.validation_curve.append(point)
+        result.validation_curve.append(_curve_point(epoch, score, value, losses, metrics))
         if sign * value > best:
             best, result.best_epoch = sign * value, epoch
             best_state = {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
         for scheduler in schedulers.values():
             scheduler.step()
         epoch_seconds.append(time.perf_counter() - started)
-        atomic_torch_save(
-            path,
-            {
-                "epoch": epoch,
-                "modules": {n: m.state_dict() for n, m in modules.items()},
-                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-                "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
-                "rng": _rng_state(),
-                "best_score": best,
-                "best_epoch": result.best_epoch,
-                "best_state": best_state,
-                "curve": result.validation_curve,
-                "epochs": n_epochs,
-                "epoch_seconds": epoch_seconds,
-            },
-        )
+        _save_checkpoint(path, epoch, modules, optimizers, schedulers, best, best_state, result, n_epochs,
+                         epoch_seconds)
         context.progress(epoch=epoch + 1, epochs=n_epochs, **{f"val_{score}": value, f"best_{score}": sign * best},
                          **losses)
 
@@ -293,3 +270,50 @@ def run_training(
     for module in modules.values():
         module.eval()
     return result
+
+
+def _train_and_validate(epoch: int, modules: dict[str, nn.Module], train_epoch: Callable[[int], dict[str, float]],
+                        validate: Callable[[], dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """One epoch: train (modules in train mode; a non-finite loss raises :class:`TrainingDiverged`), then
+    validate on the dev split (eval mode, no gradients). Returns the epoch's losses and dev metrics."""
+    for module in modules.values():
+        module.train()
+    losses = train_epoch(epoch)
+    check_finite(losses)
+    for module in modules.values():
+        module.eval()
+    with torch.no_grad():
+        metrics = validate()
+    return losses, metrics
+
+
+def _curve_point(epoch: int, score: str, value: float, losses: dict[str, float],
+                 metrics: dict[str, float]) -> dict:
+    """The validation curve's point for ``epoch``: the selecting score, the losses, the other dev metrics."""
+    point = {"epoch": epoch, f"val_{score}": value, **{f"loss_{k}": float(v) for k, v in losses.items()}}
+    point.update({f"val_{k}": float(v) for k, v in metrics.items() if k != score})
+    return point
+
+
+def _save_checkpoint(path: Path, epoch: int, modules: dict[str, nn.Module], optimizers: dict, schedulers: dict,
+                     best: float, best_state: dict | None, result: FitResult, n_epochs: int,
+                     epoch_seconds: list[float]) -> None:
+    """Write, atomically, everything a resumed run needs after ``epoch`` (see :func:`_checkpoint_problem`
+    for what a resume checks): the live state, the RNG states, the best epoch so far, the curve, and the
+    planned epochs with each finished one's wall time."""
+    atomic_torch_save(
+        path,
+        {
+            "epoch": epoch,
+            "modules": {n: m.state_dict() for n, m in modules.items()},
+            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
+            "rng": _rng_state(),
+            "best_score": best,
+            "best_epoch": result.best_epoch,
+            "best_state": best_state,
+            "curve": result.validation_curve,
+            "epochs": n_epochs,
+            "epoch_seconds": epoch_seconds,
+        },
+    )

@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -170,11 +171,47 @@ def _image_ids_of_feature_names(names: list[str], file_names: dict[str, int], na
     return row_of
 
 
-@register_dataset("coco", "MS COCO 2014 captions, Karpathy split (restval=True adds restval to train)")
-def load_coco(root: Path, *, features: str | None = None, restval: bool = False) -> Dataset:
-    if root is None:
-        raise BenchError("dataset 'coco' needs its folder: pass --root PATH or set BENCH_COCO_ROOT")
-    root = Path(root)
+@dataclass(frozen=True)
+class _Sources:
+    """What :func:`load_coco` reads from the root before it builds the splits."""
+
+    annotation_files: list[Path]
+    karpathy: dict[str, list[int]]  # Karpathy split name -> COCO ids in order
+    split_files: list[Path]
+    npy_path: Path
+    names_path: Path  # the images.txt naming the feature rows
+    feature_names: list[str]
+    matrix: np.ndarray
+    feature_row: dict[int, int]  # COCO id -> feature row
+    captions: dict[int, list[tuple[int, str]]]  # COCO id -> [(annotation id, caption)]
+
+
+@dataclass
+class _CaptionTally:
+    """The images whose captions are not exactly :data:`CAPTIONS_PER_IMAGE`, counted over the splits."""
+
+    trimmed_images: int = 0
+    trimmed_captions: int = 0  # captions left out of the trimmed images
+    short: list[int] = field(default_factory=list)  # ids of the images with fewer (all of theirs kept)
+
+    def messages(self) -> list[str]:
+        """What the dataset's messages say about these images (nothing when every image has exactly 5)."""
+        messages = []
+        if self.trimmed_images:
+            messages.append(
+                f"kept the first {CAPTIONS_PER_IMAGE} captions (lowest annotation ids) of each image: "
+                f"left out {self.trimmed_captions} captions of {self.trimmed_images} images that have more"
+            )
+        if self.short:
+            messages.append(
+                f"{len(self.short)} images have fewer than {CAPTIONS_PER_IMAGE} captions (kept all), "
+                f"e.g. {', '.join(map(str, self.short[:2]))}"
+            )
+        return messages
+
+
+def _read_sources(root: Path, features: str | None, restval: bool) -> _Sources:
+    """Find and read the annotation files, the Karpathy split and the feature table under ``root``."""
     annotation_files = []
     for file_name in ANNOTATION_FILES:
         path = _find(root, file_name)
@@ -194,6 +231,55 @@ def load_coco(root: Path, *, features: str | None = None, restval: bool = False)
         file_names.update(file_file_names)
     names_path = npy_path.parent / "images.txt"
     feature_row = _image_ids_of_feature_names(feature_names, file_names, names_path)
+    return _Sources(annotation_files, karpathy, split_sources, npy_path, names_path, feature_names, matrix,
+                    feature_row, captions)
+
+
+def _build_split(split_name: str, image_ids: list[int], sources: _Sources, root: Path, tally: _CaptionTally) -> Split:
+    """The split of ``image_ids``: their feature rows and the first :data:`CAPTIONS_PER_IMAGE` captions of
+    each (counted in ``tally`` when an image has more or fewer). An image listed twice, or without a
+    feature row or a caption, is an error."""
+    if len(set(image_ids)) != len(image_ids):
+        raise BenchError(f"the Karpathy split lists a COCO image twice in {split_name}")
+    caption_ids, texts, caption_to_image = [], [], []
+    for row, image_id in enumerate(image_ids):
+        if image_id not in sources.feature_row:
+            raise BenchError(
+                f"{split_name} image {image_id} has no row in {relative_to_root(sources.names_path, root)}; "
+                f"the features cover {len(sources.feature_names)} images: extract them for every split image"
+            )
+        image_captions = sources.captions.get(image_id)
+        if not image_captions:
+            raise BenchError(
+                f"{split_name} image {image_id} has no caption in {' or '.join(ANNOTATION_FILES)}"
+            )
+        if len(image_captions) > CAPTIONS_PER_IMAGE:
+            tally.trimmed_images += 1
+            tally.trimmed_captions += len(image_captions) - CAPTIONS_PER_IMAGE
+        elif len(image_captions) < CAPTIONS_PER_IMAGE:
+            tally.short.append(image_id)
+        kept = image_captions[:CAPTIONS_PER_IMAGE]
+        caption_ids.extend(str(ann_id) for ann_id, _ in kept)
+        texts.extend(text for _, text in kept)
+        caption_to_image.extend([row] * len(kept))
+    return Split(
+        name=split_name,
+        image_ids=[str(i) for i in image_ids],
+        features=take_feature_rows(sources.matrix, [sources.feature_row[i] for i in image_ids], sources.npy_path,
+                                   split_name, image_ids),
+        caption_ids=caption_ids,
+        captions=texts,
+        caption_to_image=np.asarray(caption_to_image, dtype=np.int64),
+    )
+
+
+@register_dataset("coco", "MS COCO 2014 captions, Karpathy split (restval=True adds restval to train)")
+def load_coco(root: Path, *, features: str | None = None, restval: bool = False) -> Dataset:
+    if root is None:
+        raise BenchError("dataset 'coco' needs its folder: pass --root PATH or set BENCH_COCO_ROOT")
+    root = Path(root)
+    sources = _read_sources(root, features, restval)
+    karpathy, npy_path = sources.karpathy, sources.npy_path
 
     members = {"train": karpathy["train"] + (karpathy["restval"] if restval else []),
                "dev": karpathy["val"], "test": karpathy["test"]}
@@ -203,54 +289,10 @@ def load_coco(root: Path, *, features: str | None = None, restval: bool = False)
     elif karpathy["restval"]:
         messages.append(f"left out the {len(karpathy['restval'])} Karpathy restval images (restval=True adds them to train)")
 
-    splits: dict[str, Split] = {}
-    trimmed_images = trimmed_captions = 0
-    short: list[int] = []
-    for split_name in SPLIT_NAMES:
-        image_ids = members[split_name]
-        if len(set(image_ids)) != len(image_ids):
-            raise BenchError(f"the Karpathy split lists a COCO image twice in {split_name}")
-        caption_ids, texts, caption_to_image = [], [], []
-        for row, image_id in enumerate(image_ids):
-            if image_id not in feature_row:
-                raise BenchError(
-                    f"{split_name} image {image_id} has no row in {relative_to_root(names_path, root)}; "
-                    f"the features cover {len(feature_names)} images: extract them for every split image"
-                )
-            image_captions = captions.get(image_id)
-            if not image_captions:
-                raise BenchError(
-                    f"{split_name} image {image_id} has no caption in {' or '.join(ANNOTATION_FILES)}"
-                )
-            if len(image_captions) > CAPTIONS_PER_IMAGE:
-                trimmed_images += 1
-                trimmed_captions += len(image_captions) - CAPTIONS_PER_IMAGE
-            elif len(image_captions) < CAPTIONS_PER_IMAGE:
-                short.append(image_id)
-            kept = image_captions[:CAPTIONS_PER_IMAGE]
-            caption_ids.extend(str(ann_id) for ann_id, _ in kept)
-            texts.extend(text for _, text in kept)
-            caption_to_image.extend([row] * len(kept))
-        splits[split_name] = Split(
-            name=split_name,
-            image_ids=[str(i) for i in image_ids],
-            features=take_feature_rows(matrix, [feature_row[i] for i in image_ids], npy_path, split_name,
-                                       image_ids),
-            caption_ids=caption_ids,
-            captions=texts,
-            caption_to_image=np.asarray(caption_to_image, dtype=np.int64),
-        )
-
-    if trimmed_images:
-        messages.append(
-            f"kept the first {CAPTIONS_PER_IMAGE} captions (lowest annotation ids) of each image: "
-            f"left out {trimmed_captions} captions of {trimmed_images} images that have more"
-        )
-    if short:
-        messages.append(
-            f"{len(short)} images have fewer than {CAPTIONS_PER_IMAGE} captions (kept all), "
-            f"e.g. {', '.join(map(str, short[:2]))}"
-        )
+    tally = _CaptionTally()
+    splits = {split_name: _build_split(split_name, members[split_name], sources, root, tally)
+              for split_name in SPLIT_NAMES}
+    messages += tally.messages()
 
     sizes = "/".join(f"{splits[s].n_images:,}" for s in SPLIT_NAMES)
     # COCO reports 1K (the mean over 5 folds) and 5K; a smaller test split only its whole.
@@ -267,12 +309,12 @@ def load_coco(root: Path, *, features: str | None = None, restval: bool = False)
         ),
         source={
             "root": str(root),
-            "annotations": {relative_to_root(p, root): sha256_file(p) for p in annotation_files},
-            "split_files": {relative_to_root(p, root): sha256_file(p) for p in split_sources},
+            "annotations": {relative_to_root(p, root): sha256_file(p) for p in sources.annotation_files},
+            "split_files": {relative_to_root(p, root): sha256_file(p) for p in sources.split_files},
             "restval": restval,
             "features": npy_path.name,
             "features_sha256": sha256_file(npy_path),
-            "feature_names_sha256": sha256_file(names_path),
+            "feature_names_sha256": sha256_file(sources.names_path),
         },
         messages=tuple(messages),
     )
