@@ -30,7 +30,7 @@ from bench.report.plots import (
 from bench.report.records import (
     GROUP,
     METRICS,
-    MODEL_ORDER,
+    model_order,
     RECALLS,
     left_out_note,
     load_records,
@@ -44,7 +44,7 @@ from bench.report.records import (
 from bench.report.tables import FORMATS, HEADERS, display_table, render, summary_table
 
 __all__ = [
-    "FORMATS", "GROUP", "HEADERS", "LATENCY_COLUMNS", "METRICS", "MODEL_ORDER", "RECALLS", "_runs_of",
+    "FORMATS", "GROUP", "HEADERS", "LATENCY_COLUMNS", "METRICS", "model_order", "RECALLS", "_runs_of",
     "budget_table", "check_plot_path", "comparison_table", "curve_points", "display_table", "left_out_note",
     "load_latency", "load_records", "load_reference", "per_run_table", "plot", "plot_curves", "plot_formats",
     "plot_pools", "read_record", "record_files", "records_frame", "reference_problem", "render", "row_names",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report.records import GROUP, MODEL_ORDER, _finite, _pick_row, row_names, with_pool_defaults
+from bench.report.records import GROUP, _finite, model_order, _pick_row, row_names, with_pool_defaults
 from bench.stats import RunRanks, bootstrap_delta
 
 
@@ -109,7 +109,7 @@ def budget_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     rows = []
     for (name, fraction), group in frame.groupby(["_name", "fraction"], sort=False):
         updates = pd.to_numeric(group["updates"], errors="coerce")
-        rows.append({"_order": (MODEL_ORDER.get(group["model"].iloc[0], 99), name, -fraction),
+        rows.append({"_order": (model_order().get(group["model"].iloc[0], 99), name, -fraction),
                      "Row": name, "Paired %": f"{fraction:g}",
                      "updates per run": "" if updates.isna().all() else
                      (f"{updates.mean():.0f}" if updates.notna().all() else "n/a (older records)"),
@@ -134,7 +134,7 @@ def per_run_table(frame: pd.DataFrame) -> pd.DataFrame:
         updates, best = _finite(run.get("updates")), _finite(run.get("best_epoch"))
         dev = _finite(dict(run.get("_curve") or []).get(best)) if best is not None else None
         commit, dirty = run.get("commit"), run.get("dirty") is True  # None or NaN: an older record
-        rows.append({"_order": (MODEL_ORDER.get(run["model"], 99), run["_name"], -run["fraction"], run["seed"]),
+        rows.append({"_order": (model_order().get(run["model"], 99), run["_name"], -run["fraction"], run["seed"]),
                      "Row": run["_name"], "Paired %": f"{run['fraction']:g}", "seed": f"{run['seed']}",
                      "updates": "" if updates is None else f"{updates:.0f}",
                      "epoch kept": "" if best is None else f"{best:.0f}",

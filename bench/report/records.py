@@ -20,7 +20,16 @@ from bench.stats import RunRanks
 METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 RECALLS = METRICS[:-1]
 GROUP = ["dataset", "model", "label", "text_encoder", "profile", "policy", "extras", "unpaired_fraction", "fraction"]
-MODEL_ORDER = {"cca": 0, "vse": 1, "jwae": 2, "mine": 3}
+
+
+def model_order() -> dict[str, int]:
+    """The order of model rows in every table: models that read only the pairs first (the floors),
+    then those that read the unpaired pools, each group by name. Read from the registry, so a new
+    model needs no edit here; a model that is not registered (a plugin's old records) goes last."""
+    from bench.registry import known_models
+
+    specs = sorted(known_models(), key=lambda spec: (spec.uses_unpaired, spec.name))
+    return {spec.name: rank for rank, spec in enumerate(specs)}
 
 
 def record_files(runs: list[Path]) -> list[Path]:

@@ -14,7 +14,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report.comparison import budget_table, comparison_table, per_run_table
 from bench.report.inputs import LATENCY_COLUMNS
-from bench.report.records import GROUP, METRICS, MODEL_ORDER, with_pool_defaults
+from bench.report.records import GROUP, METRICS, model_order, with_pool_defaults
 from bench.schema import is_number
 
 HEADERS = {
@@ -44,7 +44,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         row_rsum / full[key] if key in full.index and full[key] > 0 else np.nan
         for key, row_rsum in zip(keys, table["rsum"])
     ]
-    table["_order"] = table["model"].map(MODEL_ORDER).fillna(99)
+    table["_order"] = table["model"].map(model_order()).fillna(99)
     table = table.sort_values(["dataset", "profile", "_order", "model", "text_encoder", "label", "policy", "extras",
                                "unpaired_fraction", "fraction"],
                               ascending=[True, True, True, True, True, True, False, True, False, False])
