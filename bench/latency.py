@@ -64,8 +64,7 @@ def median_ms(call: Callable[[], object], repeats: int, sync: Callable[[], None]
 def _fitted(spec, profile: str, text_encoder: str | None, device: torch.device, workdir: Path):
     from bench.data.synthetic import generate
     from bench.models import FitContext
-    from bench.runner import subsets
-    from bench.splits import make_split
+    from bench.splits import make_split, subsets
 
     names = {f for f in spec.config_class.__dataclass_fields__}
     overrides = {k: v for k, v in SHORT_FIT.items() if k in names}

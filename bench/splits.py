@@ -38,10 +38,13 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from bench.data.extra import ExtraSource, check_not_held_out, ids_sha256
 from bench.data.types import Dataset
 from bench.errors import BenchError
 from bench.io import atomic_write_text, json_type, read_json_file, to_json
+from bench.models import PairedData, UnpairedData
 
 POLICIES = ("overlap", "disjoint")
 FORMAT_VERSION = 1
@@ -478,3 +481,31 @@ def verify_file(path: Path, dataset: Dataset) -> list[str]:
         problems.append(f"{path}: name should be {fresh.filename}")
     return problems
 
+
+def subsets(dataset: Dataset, split: PairingSplit, pools: PoolSpec = PoolSpec()) -> tuple[PairedData, UnpairedData]:
+    """The paired set and unpaired pools a split names, with the kept items of ``pools.extras`` added
+    after the dataset's own (the split's checksums of them are checked by ``load_split``)."""
+    train = dataset.train
+    paired_rows = np.array([train.image_index[i] for i in split.paired_image_ids], dtype=np.int64)
+    paired = train.subset(paired_rows, name="paired")
+    unpaired_image_rows = np.array([train.image_index[i] for i in split.unpaired_image_ids], dtype=np.int64)
+    caption_source = np.zeros(train.n_images, dtype=bool)
+    caption_source[[train.image_index[i] for i in split.unpaired_caption_image_ids]] = True
+    caption_rows = np.flatnonzero(caption_source[train.caption_to_image])
+    image_ids = [train.image_ids[r] for r in unpaired_image_rows]
+    features = [train.features[unpaired_image_rows].astype(np.float32, copy=False)]
+    caption_ids = [train.caption_ids[r] for r in caption_rows]
+    captions = [train.captions[r] for r in caption_rows]
+    for source in pools.extras:
+        rows = kept_extra_rows(source, split.seed, split.unpaired_fraction)
+        if source.modality == "captions":
+            caption_ids += [source.ids[r] for r in rows]
+            captions += [source.captions[r] for r in rows]
+        else:
+            image_ids += [source.ids[r] for r in rows]
+            features.append(source.features[rows])
+    return (
+        PairedData(paired.image_ids, paired.features, paired.caption_ids, paired.captions, paired.caption_to_image),
+        UnpairedData(image_ids=image_ids, features=np.concatenate(features).reshape(-1, train.feature_dim),
+                     caption_ids=caption_ids, captions=captions),
+    )

@@ -74,8 +74,7 @@ def model_step_rate(spec, profile: str, text_encoder: str | None, device: torch.
     steps, and the fitted model and its paired data (for the plain step's batches)."""
     from bench.data.synthetic import generate
     from bench.models import FitContext
-    from bench.runner import subsets
-    from bench.splits import make_split
+    from bench.splits import make_split, subsets
 
     names = set(spec.config_class.__dataclass_fields__)
     overrides = {"epochs": "1", "lr_decay_epoch": "1", "progress_every": "1"}

@@ -40,8 +40,11 @@ from bench.errors import BenchError
 from bench.io import atomic_write_text, sha256_file, to_json
 from bench.models import FitContext, PairedData, UnpairedData
 from bench.registry import ModelSpec
+from bench.run.cell import cell_text_encoder
+from bench.run.executors import watch_driver
+from bench.run.folder import prepare_run_folder
 from bench.search_space import UPDATES, describe_space
-from bench.splits import format_fraction
+from bench.splits import format_fraction, load_split, subsets
 
 TUNED_PROFILE = "tuned"
 DEFAULT_TUNED_DIR = Path("reports") / "tuning"
@@ -486,9 +489,6 @@ def tune(studies: list[StudySpec], specs: dict[str, ModelSpec], dataset: Dataset
          tuned_dir: Path, jobs: int = 1, threads: int | None = None, device: str = "cpu", quiet: bool = False,
          splits_dir: Path | None = None) -> list[Path]:
     """Run every study to its trials with ``jobs`` worker processes, then write the tuned files."""
-    from bench.runner import prepare_run_folder, subsets
-    from bench.splits import load_split
-
     prepare_run_folder(out)
     storage = storage or f"sqlite:///{(out / STUDIES_FILE).resolve()}"
     check_storage(storage)
@@ -507,8 +507,6 @@ def tune(studies: list[StudySpec], specs: dict[str, ModelSpec], dataset: Dataset
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-
-        from bench.executors import watch_driver
 
         context = multiprocessing.get_context("spawn")
         # each worker ends when this process does (killed or not), not after finishing its studies
@@ -659,6 +657,18 @@ def tuned_config(spec: ModelSpec, dataset: str, text_encoder: str | None, fracti
               "trials_spent": data["budget"]["trials_spent"], "update_cap": data["budget"]["update_cap"],
               "tuning_wall_s": data["budget"]["wall_s"], "model_revision": tuned_revision}
     return config, source
+
+
+def tuned_configs(dataset: str, tuned_dir: Path | None = None):
+    """The config source of ``--profile tuned`` for :func:`bench.run.build_cells`: each cell's config
+    is the tuned one for its model, text encoder (the model's default when none is asked for) and
+    fraction (:func:`tuned_config`), with the command line's settings applied over it."""
+    def configs(spec: ModelSpec, encoder: str | None, fraction: float, settings: dict[str, str]) -> tuple[Any, dict]:
+        text = cell_text_encoder(spec, encoder or spec.default_text_encoder("cpu"))
+        return tuned_config(spec, dataset, text, fraction, tuned_dir,
+                            {k: v for k, v in settings.items() if k != "text_encoder"})
+
+    return configs
 
 
 def search_space_lines(spec: ModelSpec) -> list[str]:

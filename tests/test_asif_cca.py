@@ -160,7 +160,7 @@ def test_cca_on_minilm_vectors_beats_chance_and_says_so(small_synthetic, fake_mi
 def test_cca_config_hash_of_existing_cells_is_unchanged():
     """The text encoder joined the config later: at tfidf it stays out of the hash, so the committed
     cells keep their identity; any other reading is another cell."""
-    from bench.runner import Cell
+    from bench.run import Cell
 
     record = json.loads((REPO / "reports/flickr8k-cpu/records/flickr8k_cca_cpu_overlap_p100_seed0.json").read_text())
 

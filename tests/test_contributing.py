@@ -35,7 +35,7 @@ def test_the_example_model_runs_through_the_grid(linear_registered, small_synthe
                                                  fake_minilm, text_encoder):
     import torch
 
-    from bench.runner import build_cells, run_grid
+    from bench.run import build_cells, run_grid
 
     spec = get_model_spec("linear")
     assert spec.config_class.__name__ == "LinearConfig" and not spec.uses_unpaired

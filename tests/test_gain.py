@@ -12,7 +12,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.gain import TWIN_LABEL, base_label, gain_table, is_twin_label, twin_label
 from bench.registry import get_model_spec
-from bench.runner import build_cells
+from bench.run import build_cells
 from bench.stats import RunRanks
 
 TINY_JWAE = {"embed_size": "32", "epochs": "2", "batch_size": "32", "unpaired_batch_size": "32",

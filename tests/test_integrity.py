@@ -107,7 +107,7 @@ def test_a_raised_model_revision_is_refused_with_a_hint_to_force(small_synthetic
     import torch
 
     from bench.registry import get_model_spec
-    from bench.runner import build_cells, run_grid
+    from bench.run import build_cells, run_grid
 
     def grid(spec, force=False):
         cells = build_cells("synthetic", [spec], [25], [0], "overlap", "cpu", None, {})
@@ -151,7 +151,7 @@ def test_the_grid_refuses_a_cell_twice(small_synthetic, small_splits, tmp_path):
     import torch
 
     from bench.registry import get_model_spec
-    from bench.runner import build_cells, run_grid
+    from bench.run import build_cells, run_grid
 
     cca = get_model_spec("cca")
     cells = build_cells("synthetic", [cca], [50, 50.0], [0], "overlap", "cpu", None, {})

@@ -49,7 +49,7 @@ def run_case(model_name: str, text_encoder: str, step1_mode: str, workdir: Path)
     from bench.metrics import evaluate
     from bench.models import FitContext
     from bench.registry import get_model_spec
-    from bench.runner import subsets
+    from bench.splits import subsets
     from bench.splits import make_split
 
     torch.set_num_threads(1)

@@ -13,7 +13,7 @@ from bench.data.extra import load_source
 from bench.errors import BenchError
 from bench.models import FitContext, UnpairedData
 from bench.registry import get_model_spec
-from bench.runner import subsets
+from bench.splits import subsets
 from bench.splits import PairingSplit, PoolSpec, load_split, make_split, verify_file, write_split
 
 
@@ -141,8 +141,8 @@ def test_at_zero_percent_a_model_trains_exactly_as_on_its_pairs_alone(small_synt
     nothing = UnpairedData([], np.zeros((0, small_synthetic.feature_dim), np.float32), [], [])
 
     def test_rsum(unpaired_data, workdir):
+        from bench.run import test_metrics
         from bench.training import seed_everything
-        from bench.runner import test_metrics
 
         seed_everything(0)
         fitted = spec.factory(config)

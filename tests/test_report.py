@@ -19,7 +19,7 @@ def run_dir(small_synthetic, small_splits, tmp_path):
     import torch
 
     from bench.registry import get_model_spec
-    from bench.runner import build_cells, run_grid
+    from bench.run import build_cells, run_grid
 
     spec = get_model_spec("cca")
     cells = build_cells("synthetic", [spec], [100, 50, 10], [0, 1], "overlap", "cpu", None, {})
@@ -213,7 +213,7 @@ def test_compare_gives_a_bootstrap_interval_from_the_records_test_ranks(small_sy
     import torch
 
     from bench.registry import get_model_spec
-    from bench.runner import build_cells, run_grid
+    from bench.run import build_cells, run_grid
 
     spec = get_model_spec("cca")
     cells = build_cells("synthetic", [spec], [50, 10], [0, 1], "overlap", "cpu", None, {})

@@ -9,7 +9,7 @@ import pytest
 
 from bench.models import FitContext
 from bench.registry import get_model_spec
-from bench.runner import subsets
+from bench.splits import subsets
 from bench.splits import make_split
 
 

@@ -83,7 +83,7 @@ def test_a_run_with_the_tuned_profile_uses_the_file_and_names_it(tuning_folder, 
 
 
 def test_updates_become_epochs_within_the_cap(small_synthetic, fake_minilm):
-    from bench.runner import subsets
+    from bench.splits import subsets
     from bench.splits import make_split
 
     paired, unpaired = subsets(small_synthetic, make_split(small_synthetic, 50, 0))

@@ -16,7 +16,7 @@ from bench.metrics import evaluate
 from bench.models import FitContext
 from bench.registry import get_model_spec
 from bench.nn.losses import hinge_ranking_loss
-from bench.runner import subsets
+from bench.splits import subsets
 from bench.splits import make_split
 from bench.nn.text import text_side
 from bench.text import Vocabulary

@@ -138,9 +138,9 @@ def test_report_with_only_bad_records_is_one_error_naming_them(tmp_path):
 
 
 def test_a_record_with_a_nan_metric_is_written_as_a_failed_cell(tmp_path):
-    """`bench run` writes every record through the schema (runner.write_record): a NaN metric, which
+    """`bench run` writes every record through the schema (bench.run.record.write_record): a NaN metric, which
     the schema used to accept, makes the cell a failure that says why, never a result."""
-    from bench.runner import write_record
+    from bench.run import write_record
 
     record = json.loads(SOURCES[0].read_text())
     record["metrics"]["rsum"] = float("nan")

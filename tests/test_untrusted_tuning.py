@@ -348,7 +348,7 @@ def test_the_watching_thread_ends_a_worker_without_the_parent_death_signal(tmp_p
     script = tmp_path / "driver.py"
     script.write_text(
         "import multiprocessing, time\n"
-        "import bench.executors as executors\n"
+        "import bench.run.executors as executors\n"
         "def start(driver_pid):\n"
         "    executors._set_parent_death_signal = lambda: None  # as on a platform without prctl\n"
         "    executors.watch_driver(driver_pid, interval=0.2)\n"

@@ -17,7 +17,7 @@ import torch
 from bench.cli import main
 from bench.errors import BenchError
 from bench.registry import get_model_spec
-from bench.runner import build_cells, run_grid
+from bench.run import build_cells, run_grid
 
 
 def _grid(dataset, splits_dir, out, models=("cca",), fractions=(100, 25), overrides=None, **kwargs):
@@ -82,7 +82,7 @@ def test_a_cell_locked_by_another_process_is_put_off_then_skipped_when_it_finish
     lock.acquire()
     order = []
 
-    import bench.executors as executors
+    import bench.run.executors as executors
 
     real_run_job = executors.run_job
 

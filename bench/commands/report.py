@@ -26,7 +26,7 @@ from bench.report import (
     summary_table,
 )
 
-from bench.runner import DEFAULT_RUN
+from bench.run import DEFAULT_RUN
 from bench.schema import is_number
 
 

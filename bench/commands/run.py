@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import re
 from pathlib import Path
 
+from bench.api import check_text_encoders, check_workers, run_benchmark
 from bench.commands.common import (
     add_dataset_arguments,
     add_pool_arguments,
@@ -19,12 +19,11 @@ from bench.commands.common import (
     refuse_repeats,
 )
 from bench.errors import BenchError
-from bench.executors import EXECUTORS
 from bench.gain import TWIN_LABEL, is_twin_label
 from bench.nn.text import TEXT_SIDES
 from bench.provenance import resolve_device
 from bench.registry import known_models, parse_model_names
-from bench.runner import DEFAULT_RUN, build_cells, run_grid
+from bench.run import DEFAULT_RUN, EXECUTORS
 from bench.splits import POLICIES
 
 # A label is part of every file name of its cells (records, their temporary files, locks, work
@@ -133,17 +132,11 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def parse_text_encoders(text: str | None, specs: list) -> list[str] | None:
-    """``--text-encoders``: names any of the models reads (a model's own, such as cca's ``tfidf``, or a
-    text side of ``bench.nn.text``), each once; None when not given (each model's profile chooses)."""
+    """``--text-encoders``: names any of the models reads, each once (:func:`bench.api.check_text_encoders`);
+    None when not given (each model's profile chooses)."""
     if not text:
         return None
-    encoders = [t.strip() for t in text.split(",") if t.strip()]
-    known = list(TEXT_SIDES) + [e for s in specs for e in s.text_encoders if e not in TEXT_SIDES]
-    for encoder in encoders:
-        if encoder not in known:
-            raise BenchError(f"unknown text encoder '{encoder}'; choose from {', '.join(dict.fromkeys(known))}")
-    refuse_repeats(encoders, "text encoder", "--text-encoders")
-    return encoders
+    return check_text_encoders([t.strip() for t in text.split(",") if t.strip()], specs)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -160,10 +153,7 @@ def run_command(args: argparse.Namespace) -> int:
         if not any(key in {f.name for f in dataclasses.fields(s.config_class)} for s in specs):
             raise BenchError(f"--set {key}: no model in --models has that setting (see `bench models`)")
     device = resolve_device(args.device)
-    if args.threads is not None and args.threads < 1:
-        raise BenchError(f"--threads {args.threads}: give a positive number of threads")
-    if args.jobs is not None and args.jobs < 1:
-        raise BenchError(f"--jobs {args.jobs}: give a positive number of worker processes")
+    check_workers(args.jobs, args.threads)
     dataset = load_from_args(args)
     pool_variants = pools_from_args(args)
     if args.label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+-]*", args.label):
@@ -174,16 +164,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.label is not None and is_twin_label(args.label):
         raise BenchError(f"--label '{args.label}': labels ending in '{TWIN_LABEL}' name the paired-only twins "
                          "that --with-controls runs; choose another label")
-    cells = build_cells(dataset.name, specs, fractions, seeds, args.policy, args.profile or dataset.default_profile,
-                        text_encoders, overrides, args.label, pool_variants, args.tuned_dir, args.with_controls)
-    jobs = args.jobs or (1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, len(cells))))
-    if args.threads is not None and jobs == 1 and args.executor == "local":
-        import torch
-
-        torch.set_num_threads(args.threads)
-    summary = run_grid(cells, {s.name: s for s in specs}, dataset, out, device, force=args.force,
-                       quiet=args.quiet, splits_dir=args.splits_dir, jobs=jobs, threads=args.threads,
-                       executor=args.executor, address=args.address)
+    _, summary = run_benchmark(dataset, specs, fractions, seeds, out, device=device, policy=args.policy,
+                               profile=args.profile, text_encoders=text_encoders, overrides=overrides,
+                               label=args.label, pool_variants=pool_variants, tuned_dir=args.tuned_dir,
+                               with_controls=args.with_controls, jobs=args.jobs, threads=args.threads,
+                               executor=args.executor, address=args.address, force=args.force, quiet=args.quiet,
+                               splits_dir=args.splits_dir)
     print(f"{len(summary.done)} cells trained, {len(summary.skipped)} already done, {len(summary.failed)} failed; "
           f"records in {out / 'records'}")
     if summary.waited:
@@ -221,7 +207,7 @@ def status_command(args: argparse.Namespace) -> int:
 
     from tabulate import tabulate
 
-    from bench.status import run_status
+    from bench.run.status import run_status
 
     if not (args.run / "records").is_dir() and not (args.run / "work").is_dir():
         raise BenchError(f"{args.run} is not a run folder (it has neither records/ nor work/); "

@@ -3,6 +3,11 @@
 Loaders take the dataset's root folder (``--root`` on the CLI, or the environment
 variable ``BENCH_<NAME>_ROOT``) and keyword options of their own. ``synthetic`` needs
 no root: it is generated from a seed and is the default everywhere.
+
+Datasets are found like models, through an entry-point group, ``bench.datasets`` (see
+``pyproject.toml``): each entry point names a loader that :func:`register_dataset` has
+declared (its name, summary and whether it needs a root), so a dataset in another package is
+registered the same way as the built-in ones.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Callable
 from bench.data.types import SPLIT_NAMES, Dataset, Split
 from bench.errors import BenchError
 
-__all__ = ["Dataset", "Split", "SPLIT_NAMES", "DatasetInfo", "DATASETS", "register_dataset", "load_dataset", "resolve_root"]
+__all__ = ["Dataset", "Split", "SPLIT_NAMES", "DatasetInfo", "DATASETS", "register_dataset", "load_dataset", "resolve_root",
+           "known_datasets", "get_dataset_info"]
 
 
 @dataclass(frozen=True)
@@ -26,29 +32,46 @@ class DatasetInfo:
     needs_root: bool = True
 
 
-DATASETS: dict[str, DatasetInfo] = {}
+ENTRY_POINT_GROUP = "bench.datasets"
+DATASETS: dict[str, DatasetInfo] = {}  # name -> dataset, filled from the entry points
+_loaded = False
 
 
 def register_dataset(name: str, summary: str, needs_root: bool = True):
+    """Declare a loader's registry entry: the decorated loader carries its :class:`DatasetInfo` as
+    ``loader.dataset_info``, which the ``bench.datasets`` entry point naming the loader registers.
+    Importing the module registers nothing by itself, so every dataset comes in one way."""
+
     def decorate(loader: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        DATASETS[name] = DatasetInfo(name=name, loader=loader, summary=summary, needs_root=needs_root)
+        loader.dataset_info = DatasetInfo(name=name, loader=loader, summary=summary, needs_root=needs_root)
         return loader
 
     return decorate
 
 
-def _ensure_registered() -> None:
-    # Importing the modules registers their loaders.
-    from bench.data import coco, flickr8k, precomp, synthetic  # noqa: F401
+def _load_registry() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = entry.load()
+        info = getattr(loaded, "dataset_info", None)
+        if not isinstance(info, DatasetInfo):
+            raise BenchError(f"entry point '{entry.name} = {entry.value}' of {ENTRY_POINT_GROUP} names no "
+                             "loader declared with @register_dataset")
+        DATASETS[info.name] = info
 
 
 def known_datasets() -> list[str]:
-    _ensure_registered()
+    _load_registry()
     return sorted(DATASETS)
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    _ensure_registered()
+    _load_registry()
     if name not in DATASETS:
         raise BenchError(f"unknown dataset '{name}'; known datasets: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]

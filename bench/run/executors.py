@@ -23,17 +23,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 
 from bench.data import Dataset
 from bench.errors import BenchError
+from bench.io import error_summary
 from bench.registry import ModelSpec
+from bench.run.cell import Cell
+from bench.run.folder import is_finished, work_dir
+from bench.run.train import run_cell
 from bench.splits import PairingSplit
-
-if TYPE_CHECKING:  # the runner imports this module; at run time the name is only an annotation
-    from bench.runner import Cell
 
 EXECUTORS = ("local", "ray")
 
@@ -63,8 +64,6 @@ class Outcome:
 def run_job(job: CellJob, dataset: Dataset, quiet: bool, wait: bool) -> Outcome:
     """Run one cell under its lock; ``wait`` blocks on a lock another process holds."""
     from filelock import FileLock, Timeout
-
-    from bench.runner import is_finished, run_cell, work_dir
 
     name = job.cell.name
     lock = FileLock(str(job.out / "locks" / f"{name}.lock"))
@@ -255,8 +254,6 @@ class RayPool(Executor):
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError, TimeoutError) as error:
-                from bench.io import error_summary
-
                 what = f"--address {address}: Ray could not connect" if address else "--executor ray: Ray could not start"
                 raise BenchError(f"{what} ({error_summary(error)}); {RAY_START}") from None
         self.task = ray.remote(num_cpus=threads, num_gpus=gpus)(_ray_job)

@@ -21,7 +21,8 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.io import is_int_or_float, json_type, load_checkpoint
 from bench.report import read_record
-from bench.runner import parse_work_dir, record_identity
+from bench.run.folder import parse_work_dir
+from bench.run.record import record_identity
 from bench.training import CHECKPOINT_NAME
 
 
