@@ -15,7 +15,7 @@ from bench.registry import ModelSpec, get_model_spec, parse_model_names
 
 def test_names_and_aliases_resolve():
     assert [s.name for s in parse_model_names("vse++,unimodel,jwae,cca")] == ["vse", "mine", "jwae", "cca"]
-    with pytest.raises(BenchError, match="known models: cca, jwae, mine, vse"):
+    with pytest.raises(BenchError, match="known models: asif, cca, jwae, mine, otalign, sue, vse"):
         get_model_spec("clip")
 
 
