@@ -15,6 +15,7 @@ ratio is model steps/s over plain steps/s: 1.0 means the harness adds nothing to
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -101,9 +102,21 @@ def model_step_rate(spec, profile: str, text_encoder: str | None, device: torch.
 
 
 def measure(models: list, device: torch.device, steps: int = 40) -> list[dict]:
-    """A row per model: its steps/s, the plain VSE++ step's on the same batches, and the ratio."""
+    """A row per model: its steps/s, the plain VSE++ step's on the same batches, and the ratio. A model
+    that reads only frozen sentence vectors (no GRU) is timed against VSE++'s own loop on the same
+    vectors instead (:func:`frozen_text_row`); a model without training steps (closed form,
+    training-free) is left out with a notice."""
+    from bench.neural import EmbeddingModel
+
     rows = []
     for spec in models:
+        if not (isinstance(spec.factory, type) and issubclass(spec.factory, EmbeddingModel)):
+            print(f"notice: {spec.name} has no training steps (closed form or training-free); left out",
+                  file=sys.stderr)
+            continue
+        if "gru" not in spec.text_encoders:
+            rows.append(frozen_text_row(spec, device, steps))
+            continue
         rate, model, paired = model_step_rate(spec, "paper", "gru", device, steps)
         config = model.config
         tokens = model.text.prepare(list(paired.captions))
@@ -122,3 +135,18 @@ def measure(models: list, device: torch.device, steps: int = 40) -> list[dict]:
                      "embed_size": size, "model_steps_per_s": rate, "plain_vse_steps_per_s": plain,
                      "ratio": rate / plain})
     return rows
+
+
+def frozen_text_row(spec, device: torch.device, steps: int) -> dict:
+    """Steps/s of a frozen-text model's own loop (paper profile, its first text encoder) against VSE++'s
+    loop on the same sentence vectors, both measured in this run: the reference that model replaces."""
+    from bench.registry import get_model_spec
+
+    encoder = spec.text_encoders[0]
+    rate, model, _ = model_step_rate(spec, "paper", encoder, device, steps)
+    reference, _, _ = model_step_rate(get_model_spec("vse"), "paper", encoder, device, steps)
+    config = model.config
+    size = getattr(config, "embed_size", None) or getattr(config, "latent_dim", None) or getattr(config, "cca_dim", 0)
+    return {"model": spec.name, "profile": "paper", "text_encoder": encoder, "batch_size": config.batch_size,
+            "embed_size": size, "model_steps_per_s": rate, "plain_vse_steps_per_s": reference,
+            "ratio": rate / reference}

@@ -16,7 +16,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     metrics.add_argument("--repeats", type=int, default=3, help="fast runs; the best counts (default 3)")
     metrics.set_defaults(func=metrics_command)
     latency = sub.add_parser("latency", help="per model: embedding one/128 queries and a top-10 search of 1k/25k items")
-    latency.add_argument("--models", default="cca,vse,jwae,mine", help="comma-separated models (default all four)")
+    latency.add_argument("--models", default=None, help="comma-separated models (default: every registered one)")
     latency.add_argument("--profile", default="cpu", help="config profile (default cpu)")
     latency.add_argument("--text-encoder", default=None, help="text encoder for models that have one (default: profile's)")
     latency.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
@@ -25,8 +25,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     latency.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     latency.set_defaults(func=latency_command)
     train = sub.add_parser("train", help="training steps/s of each model's loop (paper profile, GRU text) vs a plain "
-                           "VSE++ step of the same sizes on the same batches, same run")
-    train.add_argument("--models", default="vse,jwae,mine", help="comma-separated models (default vse,jwae,mine)")
+                           "VSE++ step of the same sizes on the same batches, same run (frozen-text models: vs "
+                           "VSE++'s loop on the same sentence vectors)")
+    train.add_argument("--models", default=None, help="comma-separated models (default: every registered one that "
+                       "trains)")
     train.add_argument("--steps", type=int, default=40, help="timed steps per model (default 40)")
     train.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     train.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -52,9 +54,9 @@ def latency_command(args: argparse.Namespace) -> int:
     from bench.io import atomic_write_json
     from bench.latency import environment_facts, measure_model, measure_sentence_encoder
     from bench.provenance import git_state, resolve_device
-    from bench.registry import parse_model_names
+    from bench.registry import known_models, parse_model_names
 
-    specs = parse_model_names(args.models)
+    specs = parse_model_names(args.models) if args.models else known_models()
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     rows = []
@@ -99,11 +101,14 @@ def train_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     print(f"timing {args.steps} steps per model on {device} ({torch.get_num_threads()} torch threads)…",
           file=sys.stderr, flush=True)
-    rows = measure(parse_model_names(args.models), device, args.steps)
+    from bench.registry import known_models
+
+    rows = measure(parse_model_names(args.models) if args.models else known_models(), device, args.steps)
     print(tabulate([[r["model"], r["embed_size"], r["batch_size"], f"{r['model_steps_per_s']:.2f}",
                      f"{r['plain_vse_steps_per_s']:.2f}", f"{r['ratio']:.2f}x"] for r in rows],
                    headers=["model", "size", "batch", "model steps/s", "plain VSE++ steps/s", "ratio"],
                    tablefmt="github"))
     print("ratio: the model's own training steps per second over a plain VSE++ step on the same batches "
-          "(1.0 = no overhead; jwae and mine do more work per paired batch by design)")
+          "(1.0 = no overhead; jwae and mine do more work per paired batch by design); for a model that reads "
+          "frozen sentence vectors only, over VSE++'s own loop on the same vectors")
     return 0

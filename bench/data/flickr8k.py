@@ -211,6 +211,58 @@ def _read_token_file(path: Path) -> dict[str, list[tuple[int, str, int]]]:
     return captions
 
 
+def _split_image_ids(split_name: str, split_file: Path, root: Path, feature_row: dict[str, int], n_features: int,
+                     npy_path: Path, captions: dict[str, list[tuple[int, str, int]]], token_file: Path,
+                     dropped: list[str]) -> list[str]:
+    """The images of one split list, in its order. A name that is not a Flickr8k image is appended
+    to ``dropped``; a real image listed twice, or without a feature row or a caption, is an error."""
+    image_ids: list[str] = []
+    seen: set[str] = set()
+    for line_no, line in enumerate(read_text_lines(split_file), start=1):
+        name = line.strip()  # some copies have trailing spaces
+        if not name:
+            continue
+        if name in seen:
+            raise BenchError(f"{split_file} line {line_no}: {name} is listed twice")
+        seen.add(name)
+        if name not in feature_row:
+            if not FLICKR_NAME.match(name):
+                dropped.append(name)  # an extra name, not a Flickr8k image
+                continue
+            raise BenchError(
+                f"{split_name} image {name} ({relative_to_root(split_file, root)} line {line_no}) has no row in "
+                f"{relative_to_root(npy_path.parent / 'images.txt', root)}; the features cover only "
+                f"{n_features} images: extract them for every image"
+            )
+        if not captions.get(name):
+            raise BenchError(f"{split_name} image {name} has no caption in {relative_to_root(token_file, root)}")
+        image_ids.append(name)
+    return image_ids
+
+
+def _split_captions(image_ids: list[str], captions: dict[str, list[tuple[int, str, int]]], token_file: Path,
+                    root: Path, not_five: list[str]) -> tuple[list[str], list[str], list[int]]:
+    """The caption ids, texts and image rows of a split's images, each image's captions by their
+    ``#N``. An image without 5 captions is appended to ``not_five`` (kept); a repeated ``#N`` is an
+    error."""
+    caption_ids, texts, caption_to_image = [], [], []
+    for row, name in enumerate(image_ids):
+        entries = sorted(captions[name])  # by caption number #N
+        numbers = [n for n, _, _ in entries]
+        if len(set(numbers)) != len(numbers):
+            repeated = next(n for n in numbers if numbers.count(n) > 1)
+            lines = [str(line_no) for n, _, line_no in entries if n == repeated]
+            raise BenchError(
+                f"{relative_to_root(token_file, root)} has caption {name}#{repeated} twice (lines {', '.join(lines)})"
+            )
+        if len(numbers) != 5:
+            not_five.append(name)
+        caption_ids.extend(f"{name}#{n}" for n in numbers)
+        texts.extend(text for _, text, _ in entries)
+        caption_to_image.extend([row] * len(numbers))
+    return caption_ids, texts, caption_to_image
+
+
 @register_dataset("flickr8k", "Flickr8k: 8,091 Flickr photos with 5 captions each, split 6,000/1,000/1,000")
 def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
     if root is None:
@@ -237,44 +289,10 @@ def load_flickr8k(root: Path, *, features: str | None = None) -> Dataset:
     dropped: dict[str, list[str]] = {}
     not_five: list[str] = []
     for split_name, split_file in split_files.items():
-        image_ids: list[str] = []
-        seen: set[str] = set()
         dropped[split_name] = []
-        for line_no, line in enumerate(read_text_lines(split_file), start=1):
-            name = line.strip()  # some copies have trailing spaces
-            if not name:
-                continue
-            if name in seen:
-                raise BenchError(f"{split_file} line {line_no}: {name} is listed twice")
-            seen.add(name)
-            if name not in feature_row:
-                if not FLICKR_NAME.match(name):
-                    dropped[split_name].append(name)  # an extra name, not a Flickr8k image
-                    continue
-                raise BenchError(
-                    f"{split_name} image {name} ({relative_to_root(split_file, root)} line {line_no}) has no row in "
-                    f"{relative_to_root(npy_path.parent / 'images.txt', root)}; the features cover only "
-                    f"{len(feature_names)} images: extract them for every image"
-                )
-            if not captions.get(name):
-                raise BenchError(f"{split_name} image {name} has no caption in {relative_to_root(token_file, root)}")
-            image_ids.append(name)
-
-        caption_ids, texts, caption_to_image = [], [], []
-        for row, name in enumerate(image_ids):
-            entries = sorted(captions[name])  # by caption number #N
-            numbers = [n for n, _, _ in entries]
-            if len(set(numbers)) != len(numbers):
-                repeated = next(n for n in numbers if numbers.count(n) > 1)
-                lines = [str(line_no) for n, _, line_no in entries if n == repeated]
-                raise BenchError(
-                    f"{relative_to_root(token_file, root)} has caption {name}#{repeated} twice (lines {', '.join(lines)})"
-                )
-            if len(numbers) != 5:
-                not_five.append(name)
-            caption_ids.extend(f"{name}#{n}" for n in numbers)
-            texts.extend(text for _, text, _ in entries)
-            caption_to_image.extend([row] * len(numbers))
+        image_ids = _split_image_ids(split_name, split_file, root, feature_row, len(feature_names), npy_path,
+                                     captions, token_file, dropped[split_name])
+        caption_ids, texts, caption_to_image = _split_captions(image_ids, captions, token_file, root, not_five)
         splits[split_name] = Split(
             name=split_name,
             image_ids=image_ids,
