@@ -102,7 +102,6 @@ class ASIFModel(RetrievalModel):
     config_class = ASIFConfig
     uses_unpaired = False
     text_encoders: ClassVar[tuple[str, ...]] = FROZEN_TEXT_SIDES
-    default_text_encoder: ClassVar[str] = "minilm"
 
     image_anchors: torch.Tensor | None = None  # (m, image dims) unit rows
     caption_anchors: torch.Tensor | None = None  # (m, text dims) unit rows

@@ -141,7 +141,6 @@ class CCAModel(RetrievalModel):
     uses_unpaired = False
     # the text encoders cca reads, and the one a cell gets (and is named without) when none is asked for
     text_encoders: ClassVar[tuple[str, ...]] = TEXT_ENCODERS
-    default_text_encoder: ClassVar[str] = TFIDF
     unnamed_text_encoder: ClassVar[str] = TFIDF
 
     vocabulary: Vocabulary | None = None

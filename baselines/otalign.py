@@ -126,7 +126,6 @@ class OTAlignModel(EmbeddingModel):
     config_class = OTAlignConfig
     uses_unpaired = True
     text_encoders = ("minilm",)
-    default_text_encoder = "minilm"
 
     def __init__(self, config: OTAlignConfig) -> None:
         super().__init__(config)

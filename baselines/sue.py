@@ -249,7 +249,6 @@ class SUEModel(EmbeddingModel):
     config_class = SUEConfig
     uses_unpaired = True
     text_encoders = ("minilm",)
-    default_text_encoder = "minilm"
 
     def __init__(self, config: SUEConfig) -> None:
         super().__init__(config)

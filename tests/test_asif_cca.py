@@ -123,7 +123,7 @@ def test_asif_ignores_the_pools_and_declares_its_text_encoders(small_synthetic, 
 
     spec = register_model(ASIFModel)
     assert spec.text_encoders == ("minilm",) and not spec.uses_unpaired
-    assert spec.paired_only_twin(ASIFConfig()) is None and ASIFModel.default_text_encoder == "minilm"
+    assert spec.paired_only_twin(ASIFConfig()) is None and spec.default_text_encoder("cpu") == "minilm"
     with pytest.raises(BenchError, match="has not been fitted yet"):
         ASIFModel(ASIFConfig()).embed_images(small_synthetic.test.features)
     # the unpaired pools change nothing
@@ -154,7 +154,11 @@ def test_cca_on_minilm_vectors_beats_chance_and_says_so(small_synthetic, fake_mi
     result = _fit(model, _paired(data, 120), data, tmp_path)
     assert model.describe()["text_encoder"] == "minilm" and not any("clamped" in n for n in result.notes)
     assert _rsum(model, data.test) > 2 * _chance_rsum(data.test)
-    assert CCAModel.text_encoders == ("tfidf", "minilm") and CCAModel.default_text_encoder == "tfidf"
+    from bench.registry import get_model_spec
+
+    spec = get_model_spec("cca")
+    assert spec.text_encoders == ("tfidf", "minilm") and spec.default_text_encoder("cpu") == "tfidf"
+    assert spec.unnamed_text_encoder == "tfidf"  # cca's own bag of words keeps the cell names it had
 
 
 def test_cca_config_hash_of_existing_cells_is_unchanged():
