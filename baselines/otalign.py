@@ -31,7 +31,6 @@ no unpaired batch; the heads train from the same teacher on the pairs for the sa
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -40,17 +39,16 @@ import torch
 from torch import nn
 
 from baselines.cca import FROZEN_TEXT_SIDES, check_text_encoder, notice, possible_dimensions
+from baselines.heads import PoolHeadsModel
 from baselines.jwae import CyclingSampler
 from baselines.sue import CommonSpace
 from bench.config import AT_LEAST_ONE, CPU_UPDATE_CAP, NON_NEGATIVE, POSITIVE, TrainingConfig, bounded
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import EmbeddingModel, float_tensor
+from bench.neural import float_tensor
 from bench.nn import l2_normalize
-from bench.nn.losses import hinge_ranking_loss
 from bench.nn.transport import plan_kl
 from bench.search_space import UPDATES, Choice, LogUniform, ShareOfCap, Uniform
-from bench.training import EpochLog, optimizer_step, run_training
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,7 @@ class TeacherHead(nn.Module):
         return l2_normalize(h + self.inner(h))
 
 
-class OTAlignModel(EmbeddingModel):
+class OTAlignModel(PoolHeadsModel):
     name = "otalign"
     summary = ("linear CCA teacher on the pairs; heads trained with the KL between Sinkhorn plans of unpaired "
                "batches (SOTAlign-style, frozen text)")
@@ -126,20 +124,7 @@ class OTAlignModel(EmbeddingModel):
     config_class = OTAlignConfig
     uses_unpaired = True
     text_encoders = ("minilm",)
-
-    def __init__(self, config: OTAlignConfig) -> None:
-        super().__init__(config)
-        self.image_head: TeacherHead | None = None
-        self.text_head: TeacherHead | None = None
-        self.teacher: CommonSpace | None = None
-
-    @classmethod
-    def paired_only_twin(cls, config: OTAlignConfig) -> OTAlignConfig:
-        """No OT term on the pools; the heads train from the same teacher on the pairs, same updates."""
-        return dataclasses.replace(config, use_pools=False)
-
-    def schedule(self, paired: PairedData, unpaired: UnpairedData) -> tuple[int, int]:
-        return 0, self.config.epoch_steps
+    teacher: CommonSpace | None = None
 
     def fit(self, paired: PairedData, unpaired: UnpairedData, context: FitContext) -> FitResult:
         cfg: OTAlignConfig = self.settle_schedule(paired, unpaired)
@@ -165,10 +150,6 @@ class OTAlignModel(EmbeddingModel):
         maps = self.teacher.maps
         self.image_head = TeacherHead(self.teacher.image_mean, maps.image_projection, cfg.head_hidden).to(device)
         self.text_head = TeacherHead(maps.text_mean, maps.text_projection, cfg.head_hidden).to(device)
-        modules = {"image_head": self.image_head, "text_head": self.text_head}
-        parameters = [p for m in modules.values() for p in m.parameters()]
-        optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epoch, gamma=cfg.lr_decay)
 
         pair_features = float_tensor(paired.features).to(device)
         links = torch.as_tensor(paired.caption_to_image, dtype=torch.long, device=device)
@@ -185,31 +166,19 @@ class OTAlignModel(EmbeddingModel):
         pair_sampler = CyclingSampler(paired.n_captions, cfg.batch_size, context.seed, "otalign-paired")
         if cfg.pair_weight == 0 and not pools:
             raise BenchError("otalign: the pair and OT weights are both 0 (or there is no pool); nothing to train")
-        steps = cfg.epoch_steps
 
-        def train_epoch(epoch: int) -> dict[str, float]:
-            log = EpochLog(context.progress, steps, cfg.progress_every)
-            for step in range(steps):
-                g = epoch * steps + step
-                terms: dict[str, torch.Tensor] = {}
-                if cfg.pair_weight:
-                    rows = pair_sampler.batch(g).to(device)
-                    scores = self.image_head(pair_features[links[rows]]) @ self.text_head(pair_text[rows]).t()
-                    terms["hinge"] = cfg.pair_weight * hinge_ranking_loss(scores, cfg.margin, cfg.max_violation)
-                if pools:
-                    images, texts = image_sampler.batch(g).to(device), text_sampler.batch(g).to(device)
-                    student = self.image_head(pool_features[images]) @ self.text_head(pool_text[texts]).t()
-                    teacher = teacher_images[images] @ teacher_text[texts].t()
-                    terms["ot"] = cfg.ot_weight * plan_kl(student, teacher, cfg.student_epsilon,
-                                                          cfg.teacher_epsilon, cfg.sinkhorn_iterations)
-                total = sum(terms.values())
-                optimizer_step(total, optimizer, parameters, cfg.grad_clip)
-                log.add(step, {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}})
-            return log.means()
+        def pair_scores(g: int) -> torch.Tensor:
+            rows = pair_sampler.batch(g).to(device)
+            return self.image_head(pair_features[links[rows]]) @ self.text_head(pair_text[rows]).t()
 
-        result = run_training(modules=modules, optimizers={"adam": optimizer}, schedulers={"step_lr": scheduler},
-                              n_epochs=cfg.epochs, train_epoch=train_epoch,
-                              validate=self.validator(context.validation), context=context)
+        def plan_divergence(g: int) -> torch.Tensor:
+            images, texts = image_sampler.batch(g).to(device), text_sampler.batch(g).to(device)
+            student = self.image_head(pool_features[images]) @ self.text_head(pool_text[texts]).t()
+            teacher = teacher_images[images] @ teacher_text[texts].t()
+            return cfg.ot_weight * plan_kl(student, teacher, cfg.student_epsilon, cfg.teacher_epsilon,
+                                           cfg.sinkhorn_iterations)
+
+        result = self.train_heads(context, pair_scores, ("ot", plan_divergence) if pools else None)
         result.notes.extend(notes)
         result.notes.append(f"teacher: ridge CCA on {paired.n_captions} pairs, {dim} dims, top correlations "
                             + ", ".join(f"{c:.3f}" for c in self.teacher.correlations[:3]))
@@ -220,7 +189,6 @@ class OTAlignModel(EmbeddingModel):
         else:
             result.notes.append("no OT term (" + ("paired-only twin" if not cfg.use_pools else
                                                   "an empty pool or ot_weight 0") + ")")
-        result.updates = steps * result.epochs_run
         return result
 
     def encode_images(self, features: torch.Tensor) -> torch.Tensor:
@@ -228,9 +196,6 @@ class OTAlignModel(EmbeddingModel):
 
     def encode_text(self, inputs: tuple) -> torch.Tensor:
         return self.text_head(*inputs)
-
-    def embedding_modules(self) -> list[nn.Module]:
-        return [m for m in (self.image_head, self.text_head) if m is not None]
 
     def describe(self) -> dict:
         cfg: OTAlignConfig = self.config

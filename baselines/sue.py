@@ -38,7 +38,6 @@ pairs for the same number of updates.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar
@@ -51,17 +50,16 @@ from torch import nn
 
 from baselines.cca import FROZEN_TEXT_SIDES, CanonicalMaps, check_text_encoder, fit_canonical_maps, notice, \
     possible_dimensions
+from baselines.heads import PoolHeadsModel
 from baselines.jwae import CyclingSampler
 from bench.config import AT_LEAST_ONE, CPU_UPDATE_CAP, NON_NEGATIVE, POSITIVE, TrainingConfig, bounded
 from bench.data.types import Split
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import EmbeddingModel, embed_in_batches
+from bench.neural import embed_in_batches
 from bench.nn import l2_normalize
-from bench.nn.losses import hinge_ranking_loss
 from bench.nn.transport import mmd2
 from bench.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
-from bench.training import EpochLog, optimizer_step, run_training
 
 DENSE_BELOW = 2000  # items: below this the eigenproblem is solved densely (exact, and fast enough)
 
@@ -242,7 +240,7 @@ def distinct_rows(ids: list[str], extra_ids: list[str]) -> tuple[list[int], list
     return first, second
 
 
-class SUEModel(EmbeddingModel):
+class SUEModel(PoolHeadsModel):
     name = "sue"
     summary = ("SUE: per-modality spectral embeddings of all training items, CCA on the pairs, "
                "MMD-refined heads on the unpaired pools (frozen text)")
@@ -252,19 +250,9 @@ class SUEModel(EmbeddingModel):
 
     def __init__(self, config: SUEConfig) -> None:
         super().__init__(config)
-        self.image_head: ResidualHead | None = None
-        self.text_head: ResidualHead | None = None
         self.image_spectral: SpectralEmbedding | None = None
         self.text_spectral: SpectralEmbedding | None = None
         self.cca: CommonSpace | None = None
-
-    @classmethod
-    def paired_only_twin(cls, config: SUEConfig) -> SUEConfig:
-        """Spectral embeddings of the paired items only and no MMD term; the same heads and updates."""
-        return dataclasses.replace(config, use_pools=False)
-
-    def schedule(self, paired: PairedData, unpaired: UnpairedData) -> tuple[int, int]:
-        return 0, self.config.epoch_steps
 
     # -- the fixed front: spectral coordinates, then canonical variates ----------------------------------
     def _front(self, spectral: SpectralEmbedding, cca: Callable[[np.ndarray], np.ndarray],
@@ -304,7 +292,6 @@ class SUEModel(EmbeddingModel):
                                                context.seed + 1)
 
         # stage 2: CCA between the two spectral embeddings, every paired caption one sample with its image
-        n_pool_images = len(pool_image_rows)
         image_coordinates = self.image_spectral.train_coordinates  # paired images first, in image_rows order
         text_coordinates = self.text_spectral.train_coordinates
         image_slot = np.empty(paired.n_images, dtype=np.int64)  # paired image row -> its graph row
@@ -340,40 +327,24 @@ class SUEModel(EmbeddingModel):
         dim = common_images.shape[1]
         self.image_head = ResidualHead(dim, cfg.head_hidden).to(device)
         self.text_head = ResidualHead(dim, cfg.head_hidden).to(device)
-        modules = {"image_head": self.image_head, "text_head": self.text_head}
-        parameters = [p for m in modules.values() for p in m.parameters()]
-        optimizer = torch.optim.Adam(parameters, lr=cfg.lr)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epoch, gamma=cfg.lr_decay)
         use_mmd = pools and cfg.mmd_weight > 0
         unpaired_bs = cfg.unpaired_batch_size if use_mmd else 0
         image_sampler = CyclingSampler(len(pool_image_index), unpaired_bs, context.seed, "sue-unpaired-images")
         text_sampler = CyclingSampler(len(pool_text_index), unpaired_bs, context.seed, "sue-unpaired-captions")
         pair_sampler = CyclingSampler(paired.n_captions, cfg.batch_size, context.seed, "sue-paired")
-        steps = cfg.epoch_steps
         if cfg.pair_weight == 0 and not use_mmd:
             raise BenchError("sue: the pair and MMD weights are both 0 (or there is no pool); nothing to train")
 
-        def train_epoch(epoch: int) -> dict[str, float]:
-            log = EpochLog(context.progress, steps, cfg.progress_every)
-            for step in range(steps):
-                g = epoch * steps + step
-                terms: dict[str, torch.Tensor] = {}
-                if cfg.pair_weight:
-                    rows = pair_sampler.batch(g).to(device)
-                    scores = self.image_head(pair_images[rows]) @ self.text_head(pair_text[rows]).t()
-                    terms["hinge"] = cfg.pair_weight * hinge_ranking_loss(scores, cfg.margin, cfg.max_violation)
-                if use_mmd:
-                    images = self.image_head(common_images[pool_image_index[image_sampler.batch(g)].to(device)])
-                    texts = self.text_head(common_text[pool_text_index[text_sampler.batch(g)].to(device)])
-                    terms["mmd"] = cfg.mmd_weight * mmd2(images, texts)
-                total = sum(terms.values())
-                optimizer_step(total, optimizer, parameters, cfg.grad_clip)
-                log.add(step, {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}})
-            return log.means()
+        def pair_scores(g: int) -> torch.Tensor:
+            rows = pair_sampler.batch(g).to(device)
+            return self.image_head(pair_images[rows]) @ self.text_head(pair_text[rows]).t()
 
-        result = run_training(modules=modules, optimizers={"adam": optimizer}, schedulers={"step_lr": scheduler},
-                              n_epochs=cfg.epochs, train_epoch=train_epoch,
-                              validate=self.validator(context.validation), context=context)
+        def pool_mmd(g: int) -> torch.Tensor:
+            images = self.image_head(common_images[pool_image_index[image_sampler.batch(g)].to(device)])
+            texts = self.text_head(common_text[pool_text_index[text_sampler.batch(g)].to(device)])
+            return cfg.mmd_weight * mmd2(images, texts)
+
+        result = self.train_heads(context, pair_scores, ("mmd", pool_mmd) if use_mmd else None)
         result.notes.extend(notes)
         source = (f"spectral embeddings of {image_points.shape[0]} images and {text_points.shape[0]} captions "
                   f"({'paired and pooled' if pools else 'paired only'}), {spectral_dim} eigenvectors each; "
@@ -384,7 +355,6 @@ class SUEModel(EmbeddingModel):
         if not use_mmd:
             result.notes.append("no MMD term (" + ("paired-only twin" if not cfg.use_pools else
                                                    "an empty pool or mmd_weight 0") + ")")
-        result.updates = steps * result.epochs_run
         return result
 
     @staticmethod
@@ -418,9 +388,6 @@ class SUEModel(EmbeddingModel):
 
     def encode_text(self, inputs: tuple) -> torch.Tensor:
         return self.text_head(self.front_text(inputs[0].cpu()).to(self.device))
-
-    def embedding_modules(self) -> list[nn.Module]:
-        return [m for m in (self.image_head, self.text_head) if m is not None]
 
     def describe(self) -> dict:
         cfg: SUEConfig = self.config
