@@ -25,6 +25,11 @@ from pathlib import Path
 
 from bench.io import json_type
 
+# The headline metrics a record's ``metrics`` holds and the tables show, in their order: Recall@1/5/10
+# in both directions, then rsum (their sum). The one list: the run record, the report and `bench check`
+# read it from here (a list, so that pandas takes it as columns).
+METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
+
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "record.schema.json"
 
 # How a schema's type names read in a message.

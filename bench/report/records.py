@@ -14,10 +14,9 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.io import read_json_file
-from bench.schema import is_number, record_problem
+from bench.schema import METRICS, is_number, record_problem
 from bench.stats import RunRanks
 
-METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
 RECALLS = METRICS[:-1]
 GROUP = ["dataset", "model", "label", "text_encoder", "profile", "policy", "extras", "unpaired_fraction", "fraction"]
 

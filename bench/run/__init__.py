@@ -26,7 +26,8 @@ from bench.run.cell import (
 from bench.run.executors import EXECUTORS, make_executor
 from bench.run.folder import DEFAULT_RUN, is_finished, prepare_run_folder, record_path, work_dir
 from bench.run.grid import GridSummary, run_grid, warm_text_sides
-from bench.run.record import METRICS, SCHEMA_VERSION, RunRecord, read_record, record_identity, write_record
+from bench.schema import METRICS
+from bench.run.record import SCHEMA_VERSION, RunRecord, read_record, record_identity, write_record
 from bench.run.train import run_cell, test_metrics
 
 __all__ = [

@@ -7,8 +7,8 @@ wrote it, and :meth:`RunRecord.from_json` reads one back. The schema rules thems
 :mod:`bench.schema` (one implementation; ``bench report`` reads records through the same rules);
 :meth:`RunRecord.validate` applies them.
 
-:data:`METRICS` is the one list of the headline metrics a record's ``metrics`` holds and the tables
-show: the six Recall@K and their sum.
+:data:`METRICS` (from :mod:`bench.schema`, the one list) names the headline metrics a record's
+``metrics`` holds: the six Recall@K and their sum.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from bench.run.cell import cell_identity
 from bench.schema import validation_errors
 
 SCHEMA_VERSION = 1
-# The headline metrics of a record, in the order the tables show them: Recall@1/5/10 in both
-# directions, then rsum (their sum).
-METRICS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 
 
 @dataclass
