@@ -25,7 +25,6 @@ dimensions. A larger ``dim`` is clamped, with a printed notice and a note in the
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,6 +33,7 @@ import torch
 from scipy import sparse
 
 from bench.config import Bound, ModelConfig, added_later, bounded
+from bench import errors
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, RetrievalModel, UnpairedData
 from bench.nn import l2_normalize
@@ -59,7 +59,7 @@ def check_text_encoder(model: str, value: str, allowed: tuple[str, ...]) -> None
 
 def notice(model: str, text: str, notes: list[str]) -> None:
     """A setting the data cannot hold, adjusted: said on stderr now and kept in the record's notes."""
-    print(f"notice: {model}: {text}", file=sys.stderr)
+    errors.notice(f"{model}: {text}")
     notes.append(text)
 
 

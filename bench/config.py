@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-from bench.errors import BenchError
+from bench.errors import BenchError, notice
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ def _notice_once(text: str) -> None:
     """Print a notice on stderr, once per process (configs are made once per cell and fraction)."""
     if text not in _NOTICES_GIVEN:
         _NOTICES_GIVEN.add(text)
-        print(f"notice: {text}", file=sys.stderr)
+        notice(text)
 
 
 class ModelConfig:

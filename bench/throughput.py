@@ -15,7 +15,6 @@ ratio is model steps/s over plain steps/s: 1.0 means the harness adds nothing to
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,13 +105,13 @@ def measure(models: list, device: torch.device, steps: int = 40) -> list[dict]:
     that reads only frozen sentence vectors (no GRU) is timed against VSE++'s own loop on the same
     vectors instead (:func:`frozen_text_row`); a model without training steps (closed form,
     training-free) is left out with a notice."""
+    from bench.errors import notice
     from bench.neural import EmbeddingModel
 
     rows = []
     for spec in models:
         if not (isinstance(spec.factory, type) and issubclass(spec.factory, EmbeddingModel)):
-            print(f"notice: {spec.name} has no training steps (closed form or training-free); left out",
-                  file=sys.stderr)
+            notice(f"{spec.name} has no training steps (closed form or training-free); left out")
             continue
         if "gru" not in spec.text_encoders:
             rows.append(frozen_text_row(spec, device, steps))

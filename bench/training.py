@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-import sys
 import time
 from pathlib import Path
 from collections import defaultdict
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.errors import BenchError, notice
 from bench.io import atomic_torch_save, error_summary, is_int_or_float, json_type, load_checkpoint
 from bench.models import FitContext, FitResult
 
@@ -212,7 +211,7 @@ def _resume(path: Path, device: torch.device, modules: dict[str, nn.Module], opt
 
 def _discard(reason: str) -> None:
     """Say on stderr, in one line, that a checkpoint is not used and why."""
-    print(f"notice: {reason}; discarded, the cell trains from epoch 0", file=sys.stderr, flush=True)
+    notice(f"{reason}; discarded, the cell trains from epoch 0")
 
 
 def run_training(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, notice
 from bench.tuning.study import StudySpec
 
 STORAGE_EXAMPLE = "sqlite:///runs/tune/studies.db or postgresql://user:password@host/optuna"
@@ -138,12 +138,10 @@ def _continue_sampling(study_obj, study: StudySpec) -> None:
     trial aside: its replacement draws what it drew). Then every trial continues one random sequence,
     whichever process draws it: a resumed study draws what the uninterrupted one would have, and
     workers sharing a study don't repeat each other's draws (each process seeds its sampler alike)."""
-    import sys
-
     for frozen in sorted(study_obj.get_trials(deepcopy=False), key=lambda t: t.number, reverse=True):
         if SAMPLER_STATE not in frozen.user_attrs or frozen.user_attrs.get(INTERRUPTED):
             continue
         if not restore_sampler_state(study_obj.sampler, frozen.user_attrs[SAMPLER_STATE]):
-            print(f"notice: {study.name} trial {frozen.number} holds a malformed sampler state; the next trial "
-                  "is drawn from this process's own", file=sys.stderr)
+            notice(f"{study.name} trial {frozen.number} holds a malformed sampler state; the next trial "
+                   "is drawn from this process's own")
         return
