@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
+from bench.registry import entry_point_objects
 
 PROTOCOL_ENTRY_POINT_GROUP = "bench.protocols"
 
@@ -290,10 +291,8 @@ def _load_protocols() -> None:
     if _protocols_loaded:
         return
     _protocols_loaded = True
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=PROTOCOL_ENTRY_POINT_GROUP):
-        PROTOCOLS[entry.name] = entry.load()
+    for entry, protocol in entry_point_objects(PROTOCOL_ENTRY_POINT_GROUP):
+        PROTOCOLS[entry.name] = protocol
 
 
 def known_protocols() -> list[str]:

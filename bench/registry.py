@@ -83,15 +83,20 @@ def register_model(spec_or_class: ModelSpec | type) -> ModelSpec:
     return spec
 
 
+def entry_point_objects(group: str) -> list[tuple[Any, Any]]:
+    """``(entry point, the object it names, loaded)`` for every entry point of ``group``: the one way
+    models (``bench.models``), datasets (``bench.datasets``) and protocols (``bench.protocols``) come in."""
+    from importlib.metadata import entry_points  # looked up at call time, so tests can stand in a plugin
+
+    return [(entry, entry.load()) for entry in entry_points(group=group)]
+
+
 def _load_registry() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
+    for _, loaded in entry_point_objects(ENTRY_POINT_GROUP):
         if isinstance(loaded, type):
             register_model(loaded)
             continue

@@ -19,6 +19,7 @@ from typing import Callable
 
 from bench.data.types import SPLIT_NAMES, Dataset, Split
 from bench.errors import BenchError
+from bench.registry import entry_point_objects
 
 __all__ = ["Dataset", "Split", "SPLIT_NAMES", "DatasetInfo", "DATASETS", "register_dataset", "load_dataset", "resolve_root",
            "known_datasets", "get_dataset_info"]
@@ -54,10 +55,7 @@ def _load_registry() -> None:
     if _loaded:
         return
     _loaded = True
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
+    for entry, loaded in entry_point_objects(ENTRY_POINT_GROUP):
         info = getattr(loaded, "dataset_info", None)
         if not isinstance(info, DatasetInfo):
             raise BenchError(f"entry point '{entry.name} = {entry.value}' of {ENTRY_POINT_GROUP} names no "
