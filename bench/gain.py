@@ -129,8 +129,8 @@ def plot_gain(gains: pd.DataFrame, path: Path) -> Path:
 
     from bench.report import save_figure
 
-    measured = gains[gains.get("_gain", pd.Series(dtype=float)).apply(lambda v: isinstance(v, float))] \
-        if "_gain" in gains else gains.iloc[0:0]
+    # rows without a twin (or that ignore the pools) have no _gain: NaN once the table is a frame
+    measured = gains[gains["_gain"].notna()] if "_gain" in gains else gains.iloc[0:0]
     if measured.empty:
         raise BenchError("no model row has its paired-only twin; run the twins with `bench run --with-controls`")
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
@@ -139,7 +139,7 @@ def plot_gain(gains: pd.DataFrame, path: Path) -> Path:
         group = group.sort_values("_fraction")
         name = " / ".join(key) if isinstance(key, tuple) else key
         x, y = group["_fraction"].to_numpy(float), group["_gain"].to_numpy(float)
-        if "_low" in group and group["_low"].apply(lambda v: isinstance(v, float)).all():
+        if "_low" in group and group["_low"].notna().all():
             low, high = group["_low"].to_numpy(float), group["_high"].to_numpy(float)
             ax.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=name)
         else:
