@@ -49,12 +49,12 @@ import numpy as np
 import torch
 
 from baselines.cca import FROZEN_TEXT_SIDES, check_text_encoder, notice
-from bench.config import AT_LEAST_ONE, Bound, ModelConfig, bounded
+from bench.models.config import AT_LEAST_ONE, Bound, ModelConfig, bounded
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, RetrievalModel, UnpairedData
 from bench.nn import l2_normalize
 from bench.nn.text import text_side
-from bench.search_space import Choice, Uniform
+from bench.models.search_space import Choice, Uniform
 
 # Rows x anchors of one block of cosines (float32): 16M entries, 64 MB, whatever the anchor count.
 BLOCK_ENTRIES = 1 << 24

@@ -32,14 +32,14 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from bench.config import Bound, ModelConfig, added_later, bounded
+from bench.models.config import Bound, ModelConfig, added_later, bounded
 from bench import errors
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, RetrievalModel, UnpairedData
 from bench.nn import l2_normalize
 from bench.nn.text import TEXT_SIDES, text_side
-from bench.search_space import Choice, LogUniform, Uniform
-from bench.text import SPECIALS, VOCABULARY_FILE, Vocabulary
+from bench.models.search_space import Choice, LogUniform, Uniform
+from bench.data.vocabulary import SPECIALS, VOCABULARY_FILE, Vocabulary
 
 TFIDF = "tfidf"
 # The text sides of bench.nn.text that hand over fixed vectors (not a word model learnt in training).

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import EmbeddingModel
+from bench.models.neural import EmbeddingModel
 from bench.nn.losses import hinge_ranking_loss
-from bench.training import EpochLog, optimizer_step, run_training
+from bench.models.training import EpochLog, optimizer_step, run_training
 
 # A term of the loss on unpaired batches: its name in the logs and the weighted loss of update g.
 PoolTerm = tuple[str, Callable[[int], torch.Tensor]]

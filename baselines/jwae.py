@@ -58,11 +58,11 @@ import torch
 from torch import nn
 
 from baselines.vse import CPU_PROFILE, VSEConfig
-from bench.config import TrainingConfig
+from bench.models.config import TrainingConfig
 from bench.errors import BenchError
-from bench.search_space import LogUniform
+from bench.models.search_space import LogUniform
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import EmbeddingModel, float_tensor
+from bench.models.neural import EmbeddingModel, float_tensor
 from bench.nn import l2_normalize, losses
 from bench.nn.decoders import (
     LatentCritic,
@@ -75,7 +75,7 @@ from bench.nn.decoders import (
 )
 from bench.nn.encoders import ImageEncoder
 from bench.nn.text import TEXT_SIDES
-from bench.training import EpochLog, check_finite, minibatches, optimizer_step, run_training
+from bench.models.training import EpochLog, check_finite, minibatches, optimizer_step, run_training
 
 PRIOR_SPACES = ("sphere", "raw")
 EPOCH_MODES = ("paired", "longest")

@@ -42,13 +42,13 @@ from baselines.cca import FROZEN_TEXT_SIDES, check_text_encoder, notice, possibl
 from baselines.heads import PoolHeadsModel
 from baselines.jwae import CyclingSampler
 from baselines.sue import CommonSpace
-from bench.config import AT_LEAST_ONE, CPU_UPDATE_CAP, NON_NEGATIVE, POSITIVE, TrainingConfig, bounded
+from bench.models.config import AT_LEAST_ONE, CPU_UPDATE_CAP, NON_NEGATIVE, POSITIVE, TrainingConfig, bounded
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import float_tensor
+from bench.models.neural import float_tensor
 from bench.nn import l2_normalize
 from bench.nn.transport import plan_kl
-from bench.search_space import UPDATES, Choice, LogUniform, ShareOfCap, Uniform
+from bench.models.search_space import UPDATES, Choice, LogUniform, ShareOfCap, Uniform
 
 
 @dataclass(frozen=True)

@@ -52,14 +52,14 @@ from baselines.cca import FROZEN_TEXT_SIDES, CanonicalMaps, check_text_encoder, 
     possible_dimensions
 from baselines.heads import PoolHeadsModel
 from baselines.jwae import CyclingSampler
-from bench.config import AT_LEAST_ONE, CPU_UPDATE_CAP, NON_NEGATIVE, POSITIVE, TrainingConfig, bounded
+from bench.models.config import AT_LEAST_ONE, CPU_UPDATE_CAP, NON_NEGATIVE, POSITIVE, TrainingConfig, bounded
 from bench.data.types import Split
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import embed_in_batches
+from bench.models.neural import embed_in_batches
 from bench.nn import l2_normalize
 from bench.nn.transport import mmd2
-from bench.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
+from bench.models.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
 
 DENSE_BELOW = 2000  # items: below this the eigenproblem is solved densely (exact, and fast enough)
 

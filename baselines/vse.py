@@ -32,14 +32,14 @@ from typing import ClassVar
 
 import torch
 
-from bench.config import CPU_UPDATE_CAP, TrainingConfig
-from bench.search_space import UPDATES, Choice, LogUniform, ShareOfCap, Uniform
+from bench.models.config import CPU_UPDATE_CAP, TrainingConfig
+from bench.models.search_space import UPDATES, Choice, LogUniform, ShareOfCap, Uniform
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import EmbeddingModel, float_tensor
+from bench.models.neural import EmbeddingModel, float_tensor
 from bench.nn.encoders import ImageEncoder
 from bench.nn.losses import hinge_ranking_loss
-from bench.training import EpochLog, minibatches, optimizer_step, run_training
+from bench.models.training import EpochLog, minibatches, optimizer_step, run_training
 
 # The cpu schedule of the VSE++-shaped models (vse, and jwae on top of it): the same joint
 # space, schedule and text side, so their rows differ by their losses only. The schedule is a
@@ -59,7 +59,7 @@ class VSEConfig(TrainingConfig):
 
     # quick: the default on the embedded synthetic data, where the cpu schedule is already short
     PROFILES: ClassVar[dict] = {"paper": {}, "cpu": CPU_PROFILE, "quick": QUICK_PROFILE}
-    # What `bench tune` searches (bench.search_space); jwae extends it. The model has no dropout
+    # What `bench tune` searches (bench.models.search_space); jwae extends it. The model has no dropout
     # and no weight decay to tune.
     SEARCH_SPACE: ClassVar[dict] = {"lr": LogUniform(5e-5, 2e-3), "embed_size": Choice((256, 512, 1024)),
                                     "margin": Uniform(0.05, 0.4), UPDATES: ShareOfCap(0.1)}

@@ -27,8 +27,8 @@ from bench.errors import BenchError
 from bench.metrics import get_protocol
 from bench.models import RetrievalModel
 from bench.nn.text import TEXT_SIDES
-from bench.provenance import resolve_device
-from bench.registry import MODELS, ModelSpec, get_model_spec, known_models
+from bench.run.provenance import resolve_device
+from bench.models.registry import MODELS, ModelSpec, get_model_spec, known_models
 from bench.report import load_records, records_frame, render, summary_table
 from bench.run import Cell, ConfigSource, GridSummary, build_cells, profile_configs, record_path, run_grid
 from bench.splits import PoolSpec

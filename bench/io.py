@@ -1,16 +1,24 @@
-"""Atomic file writes and checksums.
+"""Atomic file writes, checksums, and checking the JSON files people hand the harness.
 
 Every file the harness writes goes through :func:`atomic_write_bytes`: the data is
 written to a temporary file in the same folder, flushed to disk and renamed over the
 target, so a killed run leaves either the old file or the new one, never half of one.
+
+Every JSON file it reads from elsewhere (a run record, a tuned file, a latency file) is checked
+against its JSON Schema by :func:`schema_problems`, which adds what JSON Schema cannot say: a
+``number`` is a finite number. JSON has no NaN or Infinity, but Python's json module writes and
+reads them as bare tokens, and jsonschema's ``number`` accepts them, so a NaN metric would pass as
+a result. Here every ``number`` of a schema refuses them, and every file's problems are worded alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -148,7 +156,7 @@ def read_json_file(path: str | os.PathLike, what: str, remedy: str = "") -> obje
 
 
 def is_int_or_float(value: object) -> bool:
-    """An int or a float (NaN and infinities included, unlike :func:`bench.schema.is_number`), not a
+    """An int or a float (NaN and infinities included, unlike :func:`bench.run.record.is_number`), not a
     bool (which Python counts as an int, and JSON does not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -158,3 +166,83 @@ def json_type(value: object) -> str:
     names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
              list: "a list", dict: "an object"}
     return names.get(type(value), type(value).__name__)
+
+
+# How a schema's type names read in a message.
+TYPE_NAMES = {"object": "an object", "array": "a list", "string": "a string", "number": "a finite number",
+              "integer": "an integer", "boolean": "a boolean", "null": "null"}
+# The item schema of long lists of ranks (a record's ``test_ranks``: thousands per record), which the
+# validator checks on a fast path.
+RANK = {"type": "integer", "minimum": 0}
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool, not NaN, not ±Infinity): a JSON number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # (an int of any size is finite; isfinite would overflow)
+
+
+@lru_cache(maxsize=1)
+def _validator_class():
+    """Draft 2020-12 with ``number`` meaning a finite number, and a fast path for long rank lists."""
+    import jsonschema
+    from jsonschema import validators
+
+    base = jsonschema.Draft202012Validator
+    standard_items = base.VALIDATORS["items"]
+
+    def items(validator, item_schema, instance, schema):
+        # A record holds thousands of test ranks; validating each through jsonschema takes ~30 ms a
+        # record. A list whose items are all plain ints >= 0 has no error to report, so skip the walk;
+        # any other list goes the standard way, which words its errors.
+        if (item_schema == RANK and "prefixItems" not in schema and isinstance(instance, list)
+                and all(type(rank) is int and rank >= 0 for rank in instance)):
+            return
+        yield from standard_items(validator, item_schema, instance, schema)
+
+    checker = base.TYPE_CHECKER.redefine("number", lambda _checker, value: is_number(value))
+    return validators.extend(base, {"items": items}, type_checker=checker)
+
+
+@lru_cache(maxsize=8)
+def _validator(schema_text: str):
+    return _validator_class()(json.loads(schema_text))
+
+
+def _describe(value: object) -> str:
+    """A value as a message names it: its JSON type, or NaN / Infinity, which JSON does not have."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return json_type(value)
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    """``text`` on one line (keys and values from a file may hold line breaks), cut to ``limit``."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _readable(error) -> str:
+    """One jsonschema error as a short line: ``has 'cell.fraction' a string; expected a finite number``."""
+    where = ".".join(map(str, error.absolute_path))
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        expected = " or ".join(TYPE_NAMES.get(name, name) for name in wanted)
+        if not where:
+            return f"holds {_describe(error.instance)}; expected {expected}"
+        return _one_line(f"has '{where}' {_describe(error.instance)}; expected {expected}")
+    if error.validator == "required" and isinstance(error.instance, dict):
+        prefix = f"{where}." if where else ""
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return _one_line("lacks " + ", ".join(f"'{prefix}{name}'" for name in missing))
+    return _one_line(f"has '{where}' that breaks the schema: {error.message}" if where else error.message)
+
+
+def schema_problems(instance: object, schema: dict) -> list[str]:
+    """Every way ``instance`` breaks ``schema`` (``number`` meaning a finite number), as readable
+    lines, shallowest first (empty when it is valid)."""
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    # shallowest in the instance first, then in the schema (a missing field before a rule of a branch)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), len(e.schema_path)))
+    return list(dict.fromkeys(_readable(e) for e in errors))

@@ -23,12 +23,12 @@ def one_torch_thread():
 
 
 def pins_for(platforms: dict):
-    """``(key, pins)`` of this machine's numeric platform in ``platforms`` (``bench.provenance.
+    """``(key, pins)`` of this machine's numeric platform in ``platforms`` (``bench.run.provenance.
     numeric_platform``: torch's capability and numpy's BLAS core), else ``(key, None)``. Pins from before
     the BLAS core was part of the key are keyed by torch's capability alone; they hold where OpenBLAS
     runs the core it detects, not where ``OPENBLAS_CORETYPE`` tells it to use another one (an AVX-512
     machine told to run Haswell kernels sums numpy's products as an AVX2 machine does)."""
-    from bench.provenance import cpu_capability, numeric_platform
+    from bench.run.provenance import cpu_capability, numeric_platform
 
     key = numeric_platform()
     if key in platforms:
@@ -39,7 +39,7 @@ def pins_for(platforms: dict):
 
 
 def skip_unpinned(platform: str, what: str, how: str):
-    """Skip a bit-exact check on a numeric platform (``bench.provenance.cpu_capability``) that has no
+    """Skip a bit-exact check on a numeric platform (``bench.run.provenance.cpu_capability``) that has no
     pins yet, saying how to add them."""
     pytest.skip(f"{what} has no pins for this numeric platform ({platform}); bit-exact results differ "
                 f"between CPU kernels. Add them on this machine with `{how}` after checking the code is unchanged")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.config import TrainingConfig
-from bench.neural import EmbeddingModel, float_tensor
+from bench.models.config import TrainingConfig
+from bench.models.neural import EmbeddingModel, float_tensor
 from bench.nn.encoders import ImageEncoder
 from bench.nn.losses import hinge_ranking_loss
-from bench.training import EpochLog, minibatches, optimizer_step, run_training
+from bench.models.training import EpochLog, minibatches, optimizer_step, run_training
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 import bench
 from bench.cli import main
 from bench.errors import BenchError
-from bench.registry import MODELS
+from bench.models.registry import MODELS
 
 
 def test_evaluate_a_registered_model_gives_the_records_and_the_report_table(tmp_path, capsys):
@@ -60,7 +60,7 @@ def test_an_instance_config_trains_every_cell_of_its_model(linear_model, small_s
     """What run_benchmark gives build_cells for a model passed as an instance: its config for every cell,
     which also names the cell's text encoder; other models keep their profile's."""
     from bench.api import _given_configs
-    from bench.registry import ModelSpec, get_model_spec
+    from bench.models.registry import ModelSpec, get_model_spec
     from bench.run import build_cells, profile_configs
 
     spec, vse = ModelSpec.of(type(linear_model)), get_model_spec("vse")

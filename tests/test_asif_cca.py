@@ -119,7 +119,7 @@ def test_asif_clamps_k_to_the_anchors_with_a_notice(small_synthetic, fake_minilm
 
 
 def test_asif_ignores_the_pools_and_declares_its_text_encoders(small_synthetic, fake_minilm, tmp_path):
-    from bench.registry import register_model
+    from bench.models.registry import register_model
 
     spec = register_model(ASIFModel)
     assert spec.text_encoders == ("minilm",) and not spec.uses_unpaired
@@ -154,7 +154,7 @@ def test_cca_on_minilm_vectors_beats_chance_and_says_so(small_synthetic, fake_mi
     result = _fit(model, _paired(data, 120), data, tmp_path)
     assert model.describe()["text_encoder"] == "minilm" and not any("clamped" in n for n in result.notes)
     assert _rsum(model, data.test) > 2 * _chance_rsum(data.test)
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
 
     spec = get_model_spec("cca")
     assert spec.text_encoders == ("tfidf", "minilm") and spec.default_text_encoder("cpu") == "tfidf"

@@ -317,7 +317,7 @@ def test_report_refuses_a_reference_that_is_not_a_csv(tmp_path, capsys, content,
     ("mine.stage1_lr=nan", "mine.stage1_lr must be > 0 (got nan)"),
 ])
 def test_config_values_out_of_range_are_refused_when_parsed(setting, message):
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
 
     key, value = setting.split("=", 1)
     model, name = key.split(".")
@@ -338,8 +338,8 @@ def test_run_refuses_config_values_out_of_range_before_anything_runs(tmp_path, c
 
 
 def test_every_number_of_every_registered_config_has_a_range_that_keeps_its_meaningful_zeros():
-    from bench.config import field_bound
-    from bench.registry import known_models
+    from bench.models.config import field_bound
+    from bench.models.registry import known_models
 
     for spec in known_models():
         for profile in spec.config_class.PROFILES:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.schema import validation_errors
+from bench.run.record import validation_errors
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = sorted(REPO.glob("reports/**/records/*.json"))

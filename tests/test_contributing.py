@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.registry import ModelSpec, get_model_spec
+from bench.models.registry import ModelSpec, get_model_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def test_contributing_shows_the_example_model_verbatim():
 
 @pytest.fixture()
 def linear_registered(monkeypatch):
-    import bench.registry as registry
+    import bench.models.registry as registry
     from example_model import LinearModel  # tests/ is on sys.path (rootdir conftest)
 
     get_model_spec("vse")  # load the built-in registry first
@@ -55,10 +55,10 @@ def test_the_example_model_runs_through_the_grid(linear_registered, small_synthe
 def test_a_model_without_a_quick_profile_runs_its_cpu_profile_on_the_default_data(capsys, monkeypatch):
     """`bench run --models linear` on the synthetic data asks for `quick`, the example defines only
     `paper` and `cpu`: it gets `cpu`, with a notice, instead of an error."""
-    import bench.config
+    import bench.models.config
     from example_model import LinearConfig
 
-    monkeypatch.setattr(bench.config, "_NOTICES_GIVEN", set())  # the notice is printed once per process
+    monkeypatch.setattr(bench.models.config, "_NOTICES_GIVEN", set())  # the notice is printed once per process
     config = LinearConfig.for_profile("quick")
     assert config == LinearConfig.for_profile("cpu")
     assert "no 'quick' profile; using its 'cpu' profile" in capsys.readouterr().err

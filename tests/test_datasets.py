@@ -461,7 +461,7 @@ def _synthetic_digest(dataset) -> str:
 # Digests of the generator's output before the `standard` preset became the default, computed
 # with that code (commit 111948a~1): the `easy` preset must reproduce it byte for byte. The
 # features go through a float32 matrix product, whose last bits depend on the CPU's kernels, so
-# the digests are per numeric platform (bench.provenance.numeric_platform). AVX2: the old code, run from
+# the digests are per numeric platform (bench.run.provenance.numeric_platform). AVX2: the old code, run from
 # git history on an AVX2 machine on 2026-11-29, gave these digests, and so did the easy preset.
 EASY_DIGESTS = {
     "AVX512": {"default": "34e09c2b0ad625e6abf5766fa6966c68abe2c8bb2fa8dc165305b3c844630163",

@@ -42,10 +42,9 @@ def plugin(monkeypatch):
         return metadata.EntryPoints([*found, *extra]) if extra else found
 
     monkeypatch.setattr(metadata, "entry_points", entry_points)
-    monkeypatch.setattr(bench.data, "DATASETS", {})
-    monkeypatch.setattr(bench.data, "_loaded", False)
-    monkeypatch.setattr(bench.metrics, "PROTOCOLS", {})
-    monkeypatch.setattr(bench.metrics, "_protocols_loaded", False)
+    for registry in (bench.data.REGISTRY, bench.metrics.protocols.REGISTRY):  # read again, with the plugin
+        monkeypatch.setattr(registry, "items", {})
+        monkeypatch.setattr(registry, "loaded", False)
     return lambda group, name, value: added.append(metadata.EntryPoint(name=name, value=value, group=group))
 
 

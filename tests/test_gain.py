@@ -10,10 +10,11 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.gain import TWIN_LABEL, base_label, gain_table, is_twin_label, twin_label
-from bench.registry import get_model_spec
+from bench.report.gain import gain_table
+from bench.run.cell import TWIN_LABEL, base_label, is_twin_label, twin_label
+from bench.models.registry import get_model_spec
 from bench.run import build_cells
-from bench.stats import RunRanks
+from bench.metrics.stats import RunRanks
 
 TINY_JWAE = {"embed_size": "32", "epochs": "2", "batch_size": "32", "unpaired_batch_size": "32",
              "sentence_decoder_hidden": "32", "lr": "2e-3"}

@@ -106,7 +106,7 @@ def test_a_raised_model_revision_is_refused_with_a_hint_to_force(small_synthetic
 
     import torch
 
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
     from bench.run import build_cells, run_grid
 
     def grid(spec, force=False):
@@ -150,7 +150,7 @@ def test_splits_make_refuses_a_value_given_twice(tmp_path, capsys, option, value
 def test_the_grid_refuses_a_cell_twice(small_synthetic, small_splits, tmp_path):
     import torch
 
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
     from bench.run import build_cells, run_grid
 
     cca = get_model_spec("cca")

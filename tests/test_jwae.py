@@ -16,7 +16,7 @@ from bench.data.synthetic import generate
 from bench.errors import BenchError
 from bench.metrics import evaluate
 from bench.models import FitContext, PairedData, UnpairedData
-from bench.registry import get_model_spec
+from bench.models.registry import get_model_spec
 from bench.nn.decoders import (
     GRUTextDecoder,
     LatentCritic,
@@ -28,7 +28,7 @@ from bench.nn.decoders import (
     squared_reconstruction,
     word_dropout,
 )
-from bench.text import Vocabulary
+from bench.data.vocabulary import Vocabulary
 
 TINY = JWAEConfig(
     embed_size=64, word_dim=32, image_decoder_hidden=(64,), decoder_word_dim=32, decoder_hidden=64,

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import pytest
 
-import bench.registry as registry
+import bench.models.registry as registry
 from bench.cli import main
-from bench.config import ModelConfig, apply_overrides
+from bench.models.config import ModelConfig, apply_overrides
 from bench.errors import BenchError
-from bench.registry import ModelSpec, get_model_spec, parse_model_names
+from bench.models.registry import ModelSpec, get_model_spec, parse_model_names
 
 
 def test_names_and_aliases_resolve():
@@ -56,7 +56,7 @@ def test_entry_point_plugins_are_registered(monkeypatch):
         return [_EntryPoint()] if group == registry.ENTRY_POINT_GROUP else []
 
     monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
-    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry.REGISTRY, "loaded", False)
     try:
         assert get_model_spec("plugin") is spec
     finally:

@@ -5,7 +5,7 @@ Each case fits one model for two short epochs on small synthetic data (one torch
 metrics with ``tests/pinned_cells.json``. The file was written by the code before the
 one-shape refactor and is refreshed only for an intended change of behaviour:
 ``python tests/test_pinned_cells.py --update`` (say why in the commit). Bit-exact numbers hold
-within one numeric platform (``bench.provenance.numeric_platform``: torch's kernels and numpy's BLAS core; AVX2 and AVX-512
+within one numeric platform (``bench.run.provenance.numeric_platform``: torch's kernels and numpy's BLAS core; AVX2 and AVX-512
 machines sum float products in other orders), so the file keeps one set of pins per platform. On a platform without
 pins the test still checks that a rerun gives the same numbers in the pinned layout, then skips,
 saying how to add pins.
@@ -48,7 +48,7 @@ def run_case(model_name: str, text_encoder: str, step1_mode: str, workdir: Path)
     from bench.data.synthetic import generate
     from bench.metrics import evaluate
     from bench.models import FitContext
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
     from bench.splits import subsets
     from bench.splits import make_split
 
@@ -102,10 +102,10 @@ def test_fixed_seed_cell_is_unchanged(model_name, text_encoder, step1_mode, tmp_
 
 
 def test_a_platform_without_pins_still_checks_a_rerun(monkeypatch, tmp_path, fake_minilm):
-    import bench.provenance
+    import bench.run.provenance
 
-    monkeypatch.setattr(bench.provenance, "cpu_capability", lambda: "NO-SUCH-PLATFORM")
-    monkeypatch.setattr(bench.provenance, "numeric_platform", lambda: "NO-SUCH-PLATFORM/none")
+    monkeypatch.setattr(bench.run.provenance, "cpu_capability", lambda: "NO-SUCH-PLATFORM")
+    monkeypatch.setattr(bench.run.provenance, "numeric_platform", lambda: "NO-SUCH-PLATFORM/none")
     with pytest.raises(pytest.skip.Exception, match="no pins for this numeric platform"):
         test_fixed_seed_cell_is_unchanged("vse", "minilm", "", tmp_path, fake_minilm)
 
@@ -120,7 +120,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conftest import fake_sentence_vectors
 
-    from bench.provenance import numeric_platform
+    from bench.run.provenance import numeric_platform
 
     sentences.encode_sentences = fake_sentence_vectors
     pinned = {}

@@ -12,7 +12,7 @@ from bench.cli import main
 from bench.data.extra import load_source
 from bench.errors import BenchError
 from bench.models import FitContext, UnpairedData
-from bench.registry import get_model_spec
+from bench.models.registry import get_model_spec
 from bench.splits import subsets
 from bench.splits import PairingSplit, PoolSpec, load_split, make_split, verify_file, write_split
 
@@ -142,7 +142,7 @@ def test_at_zero_percent_a_model_trains_exactly_as_on_its_pairs_alone(small_synt
 
     def test_rsum(unpaired_data, workdir):
         from bench.run import test_metrics
-        from bench.training import seed_everything
+        from bench.models.training import seed_everything
 
         seed_everything(0)
         fitted = spec.factory(config)

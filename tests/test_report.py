@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 def run_dir(small_synthetic, small_splits, tmp_path):
     import torch
 
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
     from bench.run import build_cells, run_grid
 
     spec = get_model_spec("cca")
@@ -203,7 +203,7 @@ def test_benchmark_latency_measures_every_column(tmp_path, capsys):
                  "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["model"] for r in rows] == ["cca", "vse"]
-    from bench.latency import LATENCY_FIELDS
+    from bench.perf.latency import LATENCY_FIELDS
 
     assert all(r[k] > 0 for r in rows for k in LATENCY_FIELDS)
 
@@ -212,7 +212,7 @@ def test_compare_gives_a_bootstrap_interval_from_the_records_test_ranks(small_sy
                                                                        capsys):
     import torch
 
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
     from bench.run import build_cells, run_grid
 
     spec = get_model_spec("cca")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.io import to_json
 from bench.run.record import SCHEMA_VERSION, RunRecord, record_identity, write_record
-from bench.schema import METRICS
+from bench.run.record import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = sorted(REPO.glob("reports/**/records/*.json"))[:40]

@@ -18,11 +18,11 @@ import pytest
 from bench.cli import main
 from bench.errors import BenchError
 from bench.io import to_json
-from bench.config import ModelConfig
+from bench.models.config import ModelConfig
 from bench.models import RetrievalModel
-from bench.registry import ModelSpec, get_model_spec
+from bench.models.registry import ModelSpec, get_model_spec
 from bench.run import Cell, build_cells, run_grid
-from bench.schema import validation_errors
+from bench.run.record import validation_errors
 
 
 def _grid(dataset, models, splits_dir, out, fractions=(100, 25), seeds=(0,), overrides=None, **kwargs):
@@ -297,7 +297,7 @@ def test_a_labelled_variant_gets_its_own_records_and_rows(tmp_path, capsys):
 def test_git_state_counts_untracked_code_as_dirty(tmp_path):
     import git
 
-    from bench.provenance import git_state
+    from bench.run.provenance import git_state
 
     repo = git.Repo.init(tmp_path)
     (tmp_path / ".gitignore").write_text("runs/\n")

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from bench.models import FitContext
-from bench.registry import get_model_spec
+from bench.models.registry import get_model_spec
 from bench.splits import subsets
 from bench.splits import make_split
 

@@ -1,4 +1,4 @@
-"""The bootstrap interval on Δ rsum (bench/stats.py), on cases whose answer is known."""
+"""The bootstrap interval on Δ rsum (bench/metrics/stats.py), on cases whose answer is known."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import metrics_from_ranks, random_embeddings, ranks
-from bench.stats import RunRanks, bootstrap_delta, ranks_payload
+from bench.metrics.stats import RunRanks, bootstrap_delta, ranks_payload
 
 
 def _run(i2t, t2i_per_image):

@@ -18,8 +18,8 @@ import torch
 import bench.nn.sentences as sentences
 from baselines.otalign import OTAlignModel
 from baselines.sue import SUEModel
-from bench import registry
-from bench.config import hashed_config
+from bench.models import registry
+from bench.models.config import hashed_config
 from bench.data.types import Split
 from bench.errors import BenchError
 from bench.metrics import evaluate

@@ -9,8 +9,8 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.registry import get_model_spec
-from bench.search_space import UPDATES
+from bench.models.registry import get_model_spec
+from bench.models.search_space import UPDATES
 from bench.tuning import StudySpec, TuningData, trial_config, tuned_config
 
 

@@ -14,12 +14,12 @@ from torch import nn
 from bench.data.synthetic import generate
 from bench.metrics import evaluate
 from bench.models import FitContext
-from bench.registry import get_model_spec
+from bench.models.registry import get_model_spec
 from bench.nn.losses import hinge_ranking_loss
 from bench.splits import subsets
 from bench.splits import make_split
 from bench.nn.text import text_side
-from bench.text import Vocabulary
+from bench.data.vocabulary import Vocabulary
 from unimodel import losses as L
 from unimodel.model import UnimodelConfig, UnimodelModel, epoch_batches, hinge_warmup_for, training_pools
 from unimodel.objective import CRITIC_WEIGHTS, MODEL_LOSS_WEIGHTS, Batch, Forward
@@ -381,7 +381,7 @@ def test_a_warmup_in_passes_grows_with_the_paired_set_and_keeps_one_epoch_at_low
 
 
 def test_the_warmup_in_passes_is_cpu_gru_only_and_leaves_other_hashes_alone():
-    from bench.config import hashed_config
+    from bench.models.config import hashed_config
 
     assert UnimodelConfig.for_profile("cpu").hinge_warmup_passes == 0  # minilm
     assert UnimodelConfig.for_profile("paper", {"text_encoder": "gru"}).hinge_warmup_passes == 0

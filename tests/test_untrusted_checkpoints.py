@@ -143,7 +143,7 @@ def test_a_valid_checkpoint_still_resumes(rerun_folder, capfd):
 def test_rng_state_round_trips_through_the_safe_loader(tmp_path):
     """The RNG states are stored as plain values and tensors, and restore every generator exactly."""
     from bench.io import atomic_torch_save
-    from bench.training import _rng_state, _set_rng_state, seed_everything
+    from bench.models.training import _rng_state, _set_rng_state, seed_everything
 
     def draws():
         return random.random(), float(np.random.standard_normal()), float(torch.rand(1))

@@ -1,7 +1,7 @@
 """Records, reference tables, latency files and baselines from elsewhere (issues 39 and 40).
 
 A run folder travels between people, so `bench report` trusts no file in it: each record goes
-through the record schema (bench/schema.py), and one that breaks it, NaN and Infinity metrics
+through the record schema (bench/run/record.py), and one that breaks it, NaN and Infinity metrics
 included, is left out of the table with a one-line warning that names it; the report shows the
 others. `bench check` refuses such a record, and NaN or Infinity in a baseline, outright: a
 regression check must be able to fail. Every test here feeds the CLI (``bench.cli.main``, in
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.schema import validation_errors
+from bench.run.record import validation_errors
 
 REPO = Path(__file__).resolve().parent.parent
 # Four finished records that keep their test ranks (so --compare bootstraps) and a validation curve

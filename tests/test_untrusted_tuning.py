@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.config import config_to_dict
+from bench.models.config import config_to_dict
 from bench.errors import BenchError
-from bench.registry import get_model_spec
+from bench.models.registry import get_model_spec
 from bench.tuning import tuned_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import torch
 from baselines.vse import VSEConfig, VSEModel
 from bench.data.synthetic import generate
 from bench.models import FitContext, PairedData, UnpairedData
-from bench.registry import get_model_spec
+from bench.models.registry import get_model_spec
 from bench.nn.encoders import GRUTextEncoder, ImageEncoder
 from bench.nn.losses import hinge_ranking_loss
 

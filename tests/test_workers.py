@@ -16,7 +16,7 @@ import torch
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.registry import get_model_spec
+from bench.models.registry import get_model_spec
 from bench.run import build_cells, run_grid
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from bench.config import CPU_UPDATE_CAP, NON_NEGATIVE, TrainingConfig, added_later
+from bench.models.config import CPU_UPDATE_CAP, NON_NEGATIVE, TrainingConfig, added_later
 from bench.errors import BenchError
-from bench.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
+from bench.models.search_space import UPDATES, Choice, IntRange, LogUniform, ShareOfCap, Uniform
 
 # How step 1 trains in stage 2: "finetune" (every loss reaches it), "freeze" (no loss does), or
 # "retrieval" (only its own reconstruction and the paired hinge do; the step-2 squared errors, critics

@@ -8,7 +8,7 @@ mission (:mod:`unimodel.objective`) and four WGAN-GP critics. Retrieval embeds t
 and the step-2 encoder, L2-normalised. The parts are in :mod:`unimodel.parts`, the settings in
 :mod:`unimodel.config`.
 
-``fit`` runs three named stages, each stage a :func:`bench.training.run_training` call with its
+``fit`` runs three named stages, each stage a :func:`bench.models.training.run_training` call with its
 own checkpoint, so an interrupted run resumes in either:
 
 1. :meth:`UnimodelModel.prepare`: pools, text side, parts, tensors.
@@ -52,10 +52,10 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.models import FitContext, FitResult, PairedData, UnpairedData
-from bench.neural import EmbeddingModel, float_tensor
+from bench.models.neural import EmbeddingModel, float_tensor
 from bench.nn import l2_normalize
 from bench.nn.text import SentenceVectors, TokenizedCaptions, text_side
-from bench.training import EpochLog, optimizer_step, run_training
+from bench.models.training import EpochLog, optimizer_step, run_training
 from unimodel.config import UnimodelConfig
 from unimodel.objective import (UNPAIRED_WEIGHTS, Batch, Forward, active_critics, needs_paired, needs_unpaired,
                                 stage1_losses)

@@ -52,9 +52,9 @@ def latency_command(args: argparse.Namespace) -> int:
     import torch
 
     from bench.io import atomic_write_json
-    from bench.latency import environment_facts, measure_model, measure_sentence_encoder
-    from bench.provenance import git_state, resolve_device
-    from bench.registry import known_models, parse_model_names
+    from bench.perf.latency import environment_facts, measure_model, measure_sentence_encoder
+    from bench.run.provenance import git_state, resolve_device
+    from bench.models.registry import known_models, parse_model_names
 
     specs = parse_model_names(args.models) if args.models else known_models()
     device = resolve_device(args.device)
@@ -77,7 +77,7 @@ def latency_command(args: argparse.Namespace) -> int:
 def latency_table(rows: list[dict]) -> str:
     from tabulate import tabulate
 
-    from bench.latency import LATENCY_FIELDS
+    from bench.perf.latency import LATENCY_FIELDS
 
     headers = ["model", "text", "dim", *LATENCY_FIELDS]
     body = [[r["model"], r["text_encoder"], r["embedding_dim"],
@@ -90,9 +90,9 @@ def train_command(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.errors import BenchError
-    from bench.provenance import resolve_device
-    from bench.registry import parse_model_names
-    from bench.throughput import measure
+    from bench.run.provenance import resolve_device
+    from bench.models.registry import parse_model_names
+    from bench.perf.throughput import measure
 
     if args.steps < 2:
         raise BenchError(f"--steps {args.steps}: give at least 2")
@@ -101,7 +101,7 @@ def train_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     print(f"timing {args.steps} steps per model on {device} ({torch.get_num_threads()} torch threads)…",
           file=sys.stderr, flush=True)
-    from bench.registry import known_models
+    from bench.models.registry import known_models
 
     rows = measure(parse_model_names(args.models) if args.models else known_models(), device, args.steps)
     print(tabulate([[r["model"], r["embed_size"], r["batch_size"], f"{r['model_steps_per_s']:.2f}",

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.gain import gain_table, plot_gain, render_gain
+from bench.report.gain import gain_table, plot_gain, render_gain
 from bench.io import atomic_write_text
 from bench.report import (
     FORMATS,
@@ -27,7 +27,7 @@ from bench.report import (
 )
 
 from bench.run import DEFAULT_RUN
-from bench.schema import is_number
+from bench.io import is_number
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -165,7 +165,7 @@ def invalid_notes(invalid: list[str]) -> list[str]:
 def check_command(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from bench.check import compare, load_baseline, make_baseline, write_baseline
+    from bench.report.check import compare, load_baseline, make_baseline, write_baseline
 
     if args.update:
         for option, value in (("--k", args.k), ("--floor", args.floor)):

@@ -19,10 +19,10 @@ from bench.commands.common import (
     refuse_repeats,
 )
 from bench.errors import BenchError
-from bench.gain import TWIN_LABEL, is_twin_label
+from bench.run.cell import TWIN_LABEL, is_twin_label
 from bench.nn.text import TEXT_SIDES
-from bench.provenance import resolve_device
-from bench.registry import known_models, parse_model_names
+from bench.run.provenance import resolve_device
+from bench.models.registry import known_models, parse_model_names
 from bench.run import DEFAULT_RUN, EXECUTORS
 from bench.splits import POLICIES
 

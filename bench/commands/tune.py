@@ -9,8 +9,8 @@ from pathlib import Path
 from bench.commands.common import add_dataset_arguments, load_from_args
 from bench.errors import BenchError
 from bench.nn.text import TEXT_SIDES
-from bench.provenance import resolve_device
-from bench.registry import parse_model_names
+from bench.run.provenance import resolve_device
+from bench.models.registry import parse_model_names
 from bench.run import cell_text_encoder, encoders_for
 from bench.splits import parse_fractions
 from bench.tuning import DEFAULT_TUNED_DIR, StudySpec, check_storage, tune

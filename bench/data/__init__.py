@@ -19,9 +19,9 @@ from typing import Callable
 
 from bench.data.types import SPLIT_NAMES, Dataset, Split
 from bench.errors import BenchError
-from bench.registry import entry_point_objects
+from bench.plugins import Registry
 
-__all__ = ["Dataset", "Split", "SPLIT_NAMES", "DatasetInfo", "DATASETS", "register_dataset", "load_dataset", "resolve_root",
+__all__ = ["Dataset", "Split", "SPLIT_NAMES", "DatasetInfo", "REGISTRY", "register_dataset", "load_dataset", "resolve_root",
            "known_datasets", "get_dataset_info"]
 
 
@@ -34,8 +34,6 @@ class DatasetInfo:
 
 
 ENTRY_POINT_GROUP = "bench.datasets"
-DATASETS: dict[str, DatasetInfo] = {}  # name -> dataset, filled from the entry points
-_loaded = False
 
 
 def register_dataset(name: str, summary: str, needs_root: bool = True):
@@ -50,29 +48,26 @@ def register_dataset(name: str, summary: str, needs_root: bool = True):
     return decorate
 
 
-def _load_registry() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for entry, loaded in entry_point_objects(ENTRY_POINT_GROUP):
-        info = getattr(loaded, "dataset_info", None)
-        if not isinstance(info, DatasetInfo):
-            raise BenchError(f"entry point '{entry.name} = {entry.value}' of {ENTRY_POINT_GROUP} names no "
-                             "loader declared with @register_dataset")
-        DATASETS[info.name] = info
+def _dataset_of(entry, loaded) -> list[tuple[str, DatasetInfo]]:
+    info = getattr(loaded, "dataset_info", None)
+    if not isinstance(info, DatasetInfo):
+        raise BenchError(f"entry point '{entry.name} = {entry.value}' of {ENTRY_POINT_GROUP} names no "
+                         "loader declared with @register_dataset")
+    return [(info.name, info)]
+
+
+REGISTRY: Registry[DatasetInfo] = Registry(ENTRY_POINT_GROUP, _dataset_of)  # name -> dataset
 
 
 def known_datasets() -> list[str]:
-    _load_registry()
-    return sorted(DATASETS)
+    return sorted(REGISTRY.load())
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    _load_registry()
-    if name not in DATASETS:
-        raise BenchError(f"unknown dataset '{name}'; known datasets: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name]
+    datasets = REGISTRY.load()
+    if name not in datasets:
+        raise BenchError(f"unknown dataset '{name}'; known datasets: {', '.join(sorted(datasets))}")
+    return datasets[name]
 
 
 def resolve_root(name: str, root: str | os.PathLike | None) -> Path | None:

@@ -94,7 +94,7 @@ def extract_features(
 
     images_text = "".join(f"{name}\n" for name in names)
     _check_images_file_free(out_path, images_text)
-    from bench.provenance import resolve_device
+    from bench.run.provenance import resolve_device
 
     device = resolve_device(device)
     model, weights_info = spec.load(progress)

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from bench.nn import l2_normalize
-from bench.text import SPECIALS, UNK
+from bench.data.vocabulary import SPECIALS, UNK
 
 
 class LinearEncoder(nn.Module):

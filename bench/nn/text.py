@@ -4,7 +4,7 @@ become encoder inputs, and the encoder and decoder that read them.
 Two sides, chosen by name (``text_encoder`` in every neural model's config):
 
 ``gru`` (:class:`WordText`)
-    a vocabulary of the training captions (see :mod:`bench.text`), token ids, a GRU encoder
+    a vocabulary of the training captions (see :mod:`bench.data.vocabulary`), token ids, a GRU encoder
     (VSE++) and a GRU language-model decoder. Learnt from scratch.
 ``minilm`` (:class:`SentenceText`)
     frozen all-MiniLM-L6-v2 sentence vectors (computed once, cached), a trainable linear
@@ -27,7 +27,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.nn.encoders import GRUTextEncoder, LinearEncoder
 from bench.nn.sentences import DIMENSION, ENCODER_NAME
-from bench.text import VOCABULARY_FILE, Vocabulary
+from bench.data.vocabulary import VOCABULARY_FILE, Vocabulary
 
 
 # -- what a side hands its encoder ----------------------------------------------------------

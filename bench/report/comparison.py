@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.report.records import GROUP, _finite, model_order, _pick_row, row_names, with_pool_defaults
-from bench.stats import RunRanks, bootstrap_delta
+from bench.metrics.stats import RunRanks, bootstrap_delta
 
 
 def _runs_of(frame: pd.DataFrame | None, row: pd.Series) -> list[RunRanks] | None:
@@ -33,7 +33,7 @@ def comparison_table(table: pd.DataFrame, focus: str, frame: pd.DataFrame | None
     ``focus`` and each ``against`` are row names as :func:`row_names` writes them, or their leading part
     (``mine`` or ``mine (minilm)``) when that picks out one row group. Positive differences favour
     ``focus``. With the per-run records (``frame``) whose test ranks are kept, Δ rsum gets a 95 %
-    interval from :func:`bench.stats.bootstrap_delta` and a column saying whether it excludes 0.
+    interval from :func:`bench.metrics.stats.bootstrap_delta` and a column saying whether it excludes 0.
     """
     table = table.assign(_name=row_names(table))
     names = sorted(set(table["_name"]))

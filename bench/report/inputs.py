@@ -14,7 +14,7 @@ from pandas.api.types import is_bool_dtype
 
 from bench.errors import BenchError
 from bench.report.records import METRICS, RECALLS
-from bench.schema import is_number
+from bench.io import is_number
 
 # Latency columns shown beside Recall@K (`bench report --latency`): one query, and one search.
 LATENCY_COLUMNS = {"caption_ms_b1": "caption ms", "image_ms_b1": "image ms", "search_ms_25k": "top-10 of 25k ms"}
@@ -22,7 +22,7 @@ LATENCY_COLUMNS = {"caption_ms_b1": "caption ms", "image_ms_b1": "image ms", "se
 
 def load_latency(path: Path) -> dict:
     """A `bench benchmark latency --out` file: ``{"rows": {(model, text encoder): row}, "notes": [...]}``."""
-    from bench.latency import read_latency_file
+    from bench.perf.latency import read_latency_file
 
     data = read_latency_file(path)
     rows = data["rows"]

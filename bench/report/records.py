@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.io import read_json_file
-from bench.schema import METRICS, is_number, record_problem
-from bench.stats import RunRanks
+from bench.io import is_number
+from bench.run.record import METRICS, read_record
+from bench.metrics.stats import RunRanks
 
 RECALLS = METRICS[:-1]
 GROUP = ["dataset", "model", "label", "text_encoder", "profile", "policy", "extras", "unpaired_fraction", "fraction"]
@@ -25,7 +25,7 @@ def model_order() -> dict[str, int]:
     """The order of model rows in every table: models that read only the pairs first (the floors),
     then those that read the unpaired pools, each group by name. Read from the registry, so a new
     model needs no edit here; a model that is not registered (a plugin's old records) goes last."""
-    from bench.registry import known_models
+    from bench.models.registry import known_models
 
     specs = sorted(known_models(), key=lambda spec: (spec.uses_unpaired, spec.name))
     return {spec.name: rank for rank, spec in enumerate(specs)}
@@ -43,17 +43,6 @@ def record_files(runs: list[Path]) -> list[Path]:
         else:
             raise BenchError(f"run folder not found: {run}")
     return files
-
-
-def read_record(path: Path) -> dict:
-    """The record in ``path``, checked against the record schema (bench/schema.py). A file that is not
-    a run record is a :class:`BenchError` naming the path and the first problem: records come from
-    run folders that other people may have written."""
-    record = read_json_file(path, "record")
-    problem = record_problem(record)
-    if problem:
-        raise BenchError(f"record {path} is not a valid run record: {problem} (see reports/SCHEMA.md)")
-    return record  # type: ignore[return-value]
 
 
 def load_records(runs: list[Path], include_failed: bool = False, left_out: list[dict] | None = None,

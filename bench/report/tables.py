@@ -15,7 +15,7 @@ from bench.errors import BenchError
 from bench.report.comparison import budget_table, comparison_table, per_run_table
 from bench.report.inputs import LATENCY_COLUMNS
 from bench.report.records import GROUP, METRICS, model_order, with_pool_defaults
-from bench.schema import is_number
+from bench.io import is_number
 
 HEADERS = {
     "i2t_r1": "caption R@1", "i2t_r5": "caption R@5", "i2t_r10": "caption R@10",
@@ -144,7 +144,7 @@ def render(table: pd.DataFrame, fmt: str, reference: pd.DataFrame | None = None,
                 text += ("\n- 95 % CI: paired percentile bootstrap of Δ rsum, 1,000 resamples (seed 0) of the test "
                          "images, each with its captions, drawn alike for both rows, and of the seeds: drawn alike "
                          "too when both rows ran on the same split files, else each row's independently "
-                         "(bench/stats.py); 'yes' when the interval excludes 0.")
+                         "(bench/metrics/stats.py); 'yes' when the interval excludes 0.")
     if runs is not None:
         text += "\n\n" + tabulate(runs, headers="keys", tablefmt=tablefmt, showindex=False,
                                    disable_numparse=True)

@@ -8,8 +8,10 @@ The package is split by concern; its public names are importable from ``bench.ru
 * :mod:`bench.run.train` — :func:`run_cell`: one cell's fit, selection and test metrics;
 * :mod:`bench.run.executors` — where cells run: in process, in worker processes, as Ray tasks;
 * :mod:`bench.run.folder` — the run folder's layout and which cells are finished;
-* :mod:`bench.run.record` — the typed :class:`RunRecord`, its schema check and reading records back;
-* :mod:`bench.run.status` — ``bench status`` (not imported here: it reads records as ``bench report`` does).
+* :mod:`bench.run.record` — the typed :class:`RunRecord`, the metric names, the schema check and the
+  one reader every command reads records through;
+* :mod:`bench.run.provenance` — where a result came from: code version, packages, machine, device;
+* :mod:`bench.run.status` — ``bench status`` (imported from its module by the command).
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ from bench.run.cell import (
 from bench.run.executors import EXECUTORS, make_executor
 from bench.run.folder import DEFAULT_RUN, is_finished, prepare_run_folder, record_path, work_dir
 from bench.run.grid import GridSummary, run_grid, warm_text_sides
-from bench.schema import METRICS
-from bench.run.record import SCHEMA_VERSION, RunRecord, read_record, record_identity, write_record
+from bench.run.record import METRICS, SCHEMA_VERSION, RunRecord, read_record, record_identity, write_record
 from bench.run.train import run_cell, test_metrics
 
 __all__ = [

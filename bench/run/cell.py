@@ -14,12 +14,31 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bench.config import hashed_config
+from bench.models.config import hashed_config
 from bench.errors import BenchError
-from bench.gain import twin_label
 from bench.io import to_json
-from bench.registry import ModelSpec
+from bench.models.registry import ModelSpec
 from bench.splits import PoolSpec, format_fraction, pools_suffixes
+
+# A model's paired-only twin (see RetrievalModel.paired_only_twin and bench.report.gain) runs as a cell
+# of its own, labelled "paired-only" after the model cell's own label, if any.
+TWIN_LABEL = "paired-only"  # the label of a twin cell: "paired-only", or "<model's label>+paired-only"
+TWIN_SEPARATOR = "+"
+
+
+def twin_label(label: str | None) -> str:
+    """The label a twin cell gets, from the label of the model cell it belongs to."""
+    return f"{label}{TWIN_SEPARATOR}{TWIN_LABEL}" if label else TWIN_LABEL
+
+
+def is_twin_label(label: str | None) -> bool:
+    return bool(label) and (label == TWIN_LABEL or label.endswith(TWIN_SEPARATOR + TWIN_LABEL))
+
+
+def base_label(label: str) -> str:
+    """The label of the model cell a twin label belongs to ('' for none)."""
+    return "" if label == TWIN_LABEL else label[: -len(TWIN_SEPARATOR + TWIN_LABEL)]
+
 
 # Where a cell's config comes from, when not from the profile: (spec, the requested text encoder or None,
 # fraction, the settings from the command line) -> (config, the file it came from or None). `bench run
@@ -41,7 +60,7 @@ class Cell:
     pools: PoolSpec = field(default_factory=PoolSpec, compare=False)  # share of the unpaired pools, extra sources
     tuned_from: dict | None = field(default=None, compare=False)  # --profile tuned: the file the config came from
     revision: int = field(default=0, compare=False)  # the model's behaviour revision (RetrievalModel.revision)
-    twin_of: str | None = None  # a paired-only twin (bench.gain): the name of the model cell it belongs to
+    twin_of: str | None = None  # a paired-only twin (bench.report.gain): the name of the model cell it belongs to
 
     @property
     def config_hash(self) -> str:
@@ -88,7 +107,7 @@ def build_cells(dataset: str, specs: list[ModelSpec], fractions: list[float], se
     (any other variant would train the very same model again). Each cell's config is the profile's
     (``configs`` replaces that: ``--profile tuned`` reads the `bench tune` result for its model, text
     encoder and fraction). With ``with_controls``, each cell of a model that reads the pools is
-    followed by its paired-only twin (:mod:`bench.gain`): the twin's config, labelled
+    followed by its paired-only twin (:mod:`bench.report.gain`): the twin's config, labelled
     ``paired-only``, on the same split and seed."""
     configs = configs or profile_configs(profile)
     cells = []

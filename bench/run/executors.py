@@ -30,7 +30,7 @@ import torch
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.io import error_summary
-from bench.registry import ModelSpec
+from bench.models.registry import ModelSpec
 from bench.run.cell import Cell
 from bench.run.folder import is_finished, work_dir
 from bench.run.train import run_cell

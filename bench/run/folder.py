@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, notice
 from bench.run.cell import Cell
 from bench.run.record import read_record, record_identity
 
@@ -33,9 +33,24 @@ def parse_work_dir(folder: Path) -> tuple[str, str]:
     return name, identity
 
 
+def existing_record(out: Path, cell: Cell, quiet: bool = True) -> dict | None:
+    """The cell's record in ``out`` when there is one that is a valid run record, else None. A file
+    there that is not one (truncated by a killed copy, hand-edited, breaking the schema) holds no result
+    a report could show, so the cell is trained again and the file replaced (said once, unless ``quiet``)."""
+    path = record_path(out, cell)
+    if not path.exists():
+        return None
+    try:
+        return read_record(path)
+    except BenchError as error:
+        if not quiet:
+            notice(f"{error}; {cell.name} is trained again and that file replaced")
+        return None
+
+
 def is_finished(out: Path, cell: Cell, identity: str) -> bool:
-    record = read_record(record_path(out, cell))
-    return bool(record) and record.get("status") == "ok" and record_identity(record) == identity
+    record = existing_record(out, cell)
+    return record is not None and record.get("status") == "ok" and record_identity(record) == identity
 
 
 def prepare_run_folder(out: Path) -> None:

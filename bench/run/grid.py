@@ -21,16 +21,16 @@ from pathlib import Path
 
 import torch
 
-from bench.config import config_to_dict
+from bench.models.config import config_to_dict
 from bench.data import Dataset
 from bench.errors import BenchError
 from bench.io import to_json
 from bench.nn.text import TEXT_SIDES, text_side
-from bench.registry import ModelSpec
+from bench.models.registry import ModelSpec
 from bench.run.cell import Cell, cell_identity
 from bench.run.executors import CellJob, make_executor
-from bench.run.folder import is_finished, prepare_run_folder, record_path, superseded_path
-from bench.run.record import read_record, record_identity
+from bench.run.folder import existing_record, is_finished, prepare_run_folder, record_path, superseded_path
+from bench.run.record import record_identity
 from bench.splits import load_split
 
 
@@ -64,8 +64,8 @@ def check_replaced_records(cells: list[Cell], identities: dict[str, str], datase
     Failed records are replaced as before: they hold no result to lose."""
     clashes = []
     for cell in cells:
-        record = read_record(record_path(out, cell))
-        if record and record.get("status") == "ok" and record_identity(record) != identities[cell.name]:
+        record = existing_record(out, cell, quiet=False)
+        if record is not None and record.get("status") == "ok" and record_identity(record) != identities[cell.name]:
             clashes.append((cell, record))
     if not clashes:
         return

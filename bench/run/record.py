@@ -1,30 +1,78 @@
-"""One cell's run record: the typed :class:`RunRecord`, its schema check, and reading records back.
+"""One cell's run record: the typed :class:`RunRecord`, its schema check, and the one reader.
 
 A record is the JSON file ``bench run`` writes per cell under ``<out>/records/`` (documented in
 reports/SCHEMA.md, described by ``bench/schemas/record.schema.json``). :class:`RunRecord` holds its
 fields; :meth:`RunRecord.to_json` gives the dict that is written, key for key as the runner always
-wrote it, and :meth:`RunRecord.from_json` reads one back. The schema rules themselves live in
-:mod:`bench.schema` (one implementation; ``bench report`` reads records through the same rules);
-:meth:`RunRecord.validate` applies them.
+wrote it, and :meth:`RunRecord.from_json` reads one back.
 
-:data:`METRICS` (from :mod:`bench.schema`, the one list) names the headline metrics a record's
-``metrics`` holds: the six Recall@K and their sum.
+Records travel between people (a run folder copied from a colleague or a CI job), so the harness
+trusts none it reads: every record is read through :func:`read_record`, which checks it against the
+schema (:func:`validation_errors`: the JSON Schema with ``number`` meaning a finite number, see
+:func:`bench.io.schema_problems`, plus what a schema cannot say about ``test_ranks``: one i2t rank and
+one t2i list per test image, each rank below the size of the gallery it ranks in). ``bench report``,
+``bench check``, ``bench status`` and the run cache all read that way; ``bench run`` checks each
+record it writes with the same rules.
+
+:data:`METRICS` names the headline metrics a record's ``metrics`` holds and the tables show.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from bench import __version__
 from bench.errors import BenchError
-from bench.io import atomic_write_json
+from bench.io import atomic_write_json, is_number, read_json_file, schema_problems
 from bench.run.cell import cell_identity
-from bench.schema import validation_errors
 
 SCHEMA_VERSION = 1
+# The headline metrics a record's ``metrics`` holds and the tables show, in their order: Recall@1/5/10
+# in both directions, then rsum (their sum). The one list: the run record, the report and `bench check`
+# read it from here (a list, so that pandas takes it as columns).
+METRICS = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "record.schema.json"
+
+
+@lru_cache(maxsize=1)
+def record_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def ranks_problems(record: object) -> list[str]:
+    """What the schema cannot say about ``test_ranks``: one i2t rank and one t2i list per test image,
+    every i2t rank below the number of test captions and every t2i rank below the number of images."""
+    ranks = record.get("test_ranks") if isinstance(record, dict) else None
+    if not isinstance(ranks, dict) or not isinstance(ranks.get("i2t"), list) or not isinstance(ranks.get("t2i"), list):
+        return []  # absent, or already a schema error
+    i2t, t2i = ranks["i2t"], ranks["t2i"]
+    if len(i2t) != len(t2i):
+        return [f"has 'test_ranks' with {len(i2t)} i2t ranks but {len(t2i)} t2i lists; expected one of each per "
+                "test image"]
+    if not all(isinstance(image_ranks, list) for image_ranks in t2i):
+        return []  # a schema error
+    captions = sum(len(image_ranks) for image_ranks in t2i)
+    if any(is_number(rank) and rank >= captions for rank in i2t):
+        return [f"has an i2t rank of at least {captions}, the number of test captions in 'test_ranks'"]
+    if any(is_number(rank) and rank >= len(i2t) for image_ranks in t2i for rank in image_ranks):
+        return [f"has a t2i rank of at least {len(i2t)}, the number of test images in 'test_ranks'"]
+    return []
+
+
+def validation_errors(record: object) -> list[str]:
+    """Every way ``record`` breaks the record schema, as readable lines (empty when it is valid)."""
+    return schema_problems(record, record_schema()) + ranks_problems(record)
+
+
+def record_problem(record: object) -> str | None:
+    """The first way ``record`` breaks the schema, in one line (with how many more there are), or None."""
+    problems = validation_errors(record)
+    if not problems:
+        return None
+    return problems[0] + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else "")
 
 
 @dataclass
@@ -99,15 +147,15 @@ def write_record(path: Path, record: RunRecord | dict) -> None:
     atomic_write_json(path, data)
 
 
-def read_record(path: Path) -> dict | None:
-    """The JSON object in ``path``, or None when it can't be read or is not an object. Unchecked: for
-    deciding whether a cell is finished (see :func:`record_identity`), not for reporting its numbers
-    (``bench.report.read_record`` checks the schema)."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return record if isinstance(record, dict) else None
+def read_record(path: Path) -> dict:
+    """The record in ``path``, checked against the record schema. A file that is not a run record
+    (unreadable, not JSON, breaking the schema) is a :class:`BenchError` naming the path and the first
+    problem: records come from run folders that other people may have written."""
+    record = read_json_file(path, "record")
+    problem = record_problem(record)
+    if problem:
+        raise BenchError(f"record {path} is not a valid run record: {problem} (see reports/SCHEMA.md)")
+    return record  # type: ignore[return-value]
 
 
 def record_identity(record: dict) -> str | None:

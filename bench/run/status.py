@@ -20,10 +20,9 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.io import is_int_or_float, json_type, load_checkpoint
-from bench.report import read_record
 from bench.run.folder import parse_work_dir
-from bench.run.record import record_identity
-from bench.training import CHECKPOINT_NAME
+from bench.run.record import read_record, record_identity
+from bench.models.training import CHECKPOINT_NAME
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def run_status(out: Path) -> list[CellStatus]:
     rows: dict[str, CellStatus] = {}
     for path in sorted((out / "records").glob("*.json")):
         try:
-            record = read_record(path)  # the schema check `bench report` makes: a row shows only valid fields
+            record = read_record(path)  # checked as for a report: a row shows only valid fields
         except BenchError as error:
             rows[path.stem] = CellStatus(path.stem, f"record unreadable ({error})")
             continue

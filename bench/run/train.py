@@ -12,25 +12,25 @@ from typing import Any
 
 import torch
 
-from bench.config import config_to_dict
+from bench.models.config import config_to_dict
 from bench.data import Dataset
 from bench.data.types import Split
 from bench.errors import BenchError
 from bench.metrics import evaluate_protocol, ranks
 from bench.models import FitContext, PairedData, UnpairedData
-from bench.provenance import environment
-from bench.registry import ModelSpec
+from bench.run.provenance import environment
+from bench.models.registry import ModelSpec
 from bench.run.cell import Cell
 from bench.run.folder import record_path, work_dir
 from bench.run.record import RunRecord, write_record
 from bench.splits import PairingSplit, subsets
-from bench.stats import ranks_payload
-from bench.training import seed_everything
+from bench.metrics.stats import ranks_payload
+from bench.models.training import seed_everything
 
 
 def test_metrics(model, test: Split, protocols: list[str], ranks_out: dict | None = None) -> dict[str, dict[str, float]]:
     """The metrics of every protocol on the test split; with ``ranks_out``, also the per-query ranks on
-    the whole test split (``bench.stats.ranks_payload``: what a bootstrap over test images needs)."""
+    the whole test split (``bench.metrics.stats.ranks_payload``: what a bootstrap over test images needs)."""
     images = model.embed_images(test.features)
     captions = model.embed_captions(test.captions)
     if ranks_out is not None:

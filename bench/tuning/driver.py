@@ -8,10 +8,10 @@ from pathlib import Path
 from bench.data.types import Dataset
 from bench.errors import BenchError
 from bench.io import atomic_write_text, to_json
-from bench.registry import ModelSpec
+from bench.models.registry import ModelSpec
 from bench.run.executors import watch_driver
 from bench.run.folder import prepare_run_folder
-from bench.search_space import describe_space
+from bench.models.search_space import describe_space
 from bench.splits import load_split, subsets
 from bench.tuning.storage import INTERRUPTED, _public_url, check_storage, open_studies, open_study
 from bench.tuning.study import STUDIES_FILE, TUNED_PROFILE, StudySpec, TuningData
@@ -80,7 +80,7 @@ def write_tuned_file(study: StudySpec, storage: str, data: TuningData, dataset: 
     import torch
     from optuna.trial import TrialState
 
-    from bench.provenance import environment
+    from bench.run.provenance import environment
 
     study_obj = open_study(study, storage)
     complete = [t for t in study_obj.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]

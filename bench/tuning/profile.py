@@ -8,9 +8,9 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.io import sha256_file
-from bench.registry import ModelSpec
+from bench.models.registry import ModelSpec
 from bench.run.cell import cell_text_encoder
-from bench.search_space import describe_space
+from bench.models.search_space import describe_space
 from bench.splits import format_fraction
 from bench.tuning.study import DEFAULT_TUNED_DIR
 
@@ -43,7 +43,7 @@ def config_schema(config_class: type) -> dict:
     """A JSON schema of ``config_class``'s settings in a tuned file: each setting of its default's
     type (a number where the default is a float; a list where it is a tuple). Unknown settings and
     ranges are not here: :func:`config_from_dict` refuses the first, making the config checks the
-    others (:func:`bench.config.check_ranges`)."""
+    others (:func:`bench.models.config.check_ranges`)."""
     properties = {}
     for field in dataclasses.fields(config_class):
         default = field.default
@@ -58,7 +58,7 @@ def config_schema(config_class: type) -> dict:
 
 
 # What `bench run --profile tuned` reads from a tuned file (the rest is a record for people): checked
-# by bench.schema, where a number is finite. A file lacking `text_encoder` is for a model without one,
+# by bench.run.record, where a number is finite. A file lacking `text_encoder` is for a model without one,
 # one lacking `model_revision` was written before revisions existed (revision 0).
 TUNED_FILE_SCHEMA = {
     "type": "object",
@@ -84,7 +84,7 @@ def read_tuned_file(path: Path, spec: ModelSpec, text_encoder: str | None, remed
     model does not have or of the wrong type, a value out of range) is one :class:`BenchError` that
     names the file and the reason, never a traceback or a failed cell."""
     from bench.io import read_json_file
-    from bench.schema import schema_problems
+    from bench.io import schema_problems
 
     data = read_json_file(path, "tuned profile", remedy)
     problems = schema_problems(data, TUNED_FILE_SCHEMA)
@@ -110,7 +110,7 @@ def tuned_config(spec: ModelSpec, dataset: str, text_encoder: str | None, fracti
     """The tuned config for this cell and where it came from. A fraction without its own file takes
     the nearest tuned fraction's (the record says which); none at all is a clear error, and so is a
     malformed file among this model's (:func:`read_tuned_file`)."""
-    from bench.config import apply_overrides
+    from bench.models.config import apply_overrides
 
     def tune_command(at: float) -> str:
         text = f" --text-encoders {text_encoder}" if text_encoder else ""

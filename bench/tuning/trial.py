@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.config import config_to_dict
+from bench.models.config import config_to_dict
 from bench.models import FitContext
-from bench.registry import ModelSpec
-from bench.search_space import UPDATES
+from bench.models.registry import ModelSpec
+from bench.models.search_space import UPDATES
 from bench.tuning.study import StudySpec, TuningData
 
 
@@ -45,7 +45,7 @@ def run_trial(trial: Any, spec: ModelSpec, study: StudySpec, data: TuningData, w
     """Train one trial on the training subsets, select on dev, return the best dev rsum."""
     import optuna
 
-    from bench.training import seed_everything
+    from bench.models.training import seed_everything
 
     params = sample_params(trial, spec)  # sampled when the trial was claimed: the same values again
     config, updates = trial_config(spec, study, params, data)

@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.registry import ModelSpec
+from bench.models.registry import ModelSpec
 from bench.tuning.storage import (
     INTERRUPTED,
     INTERRUPTED_ERROR,

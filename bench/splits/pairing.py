@@ -44,16 +44,8 @@ from bench.data.extra import ExtraSource, check_not_held_out, ids_sha256
 from bench.data.types import Dataset
 from bench.errors import BenchError
 from bench.io import atomic_write_text, json_type, read_json_file, to_json
-from bench.models import PairedData, UnpairedData
-from bench.split_names import (  # noqa: F401 - the names of a cell, found here by the rest of the harness
-    format_fraction,
-    parse_fraction,
-    parse_fractions,
-    parse_seeds,
-    parse_unpaired_fractions,
-    pools_suffixes,
-    split_filename,
-)
+from bench.models.interface import PairedData, UnpairedData
+from bench.splits.names import format_fraction, parse_fraction, split_filename
 
 POLICIES = ("overlap", "disjoint")
 FORMAT_VERSION = 1
@@ -64,7 +56,7 @@ def default_splits_dir() -> Path:
     import os
 
     env = os.environ.get("BENCH_SPLITS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "splits"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "splits"  # the repository's splits/
 
 
 @dataclass(frozen=True, eq=False)

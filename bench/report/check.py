@@ -16,16 +16,13 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.io import atomic_write_json, json_type, read_json_file
-from bench.report import METRICS, load_records, records_frame
-from bench.schema import is_number
+from bench.io import atomic_write_json, is_number, json_type, read_json_file
+from bench.report.records import GROUP, METRICS, load_records, records_frame
 
 SCHEMA_VERSION = 1
 
 
 def tolerances_from_seeds(frame: pd.DataFrame, k: float, floor: float) -> tuple[dict[str, float], dict[str, float]]:
-    from bench.report import GROUP
-
     spread = frame.groupby(GROUP, dropna=False)[METRICS].std(ddof=1).max()
     observed = {m: (None if pd.isna(spread[m]) else round(float(spread[m]), 3)) for m in METRICS}
     tolerances = {}

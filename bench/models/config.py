@@ -104,7 +104,7 @@ def field_bound(field: dataclasses.Field) -> Bound | None:
 def _model_name(config_class: type) -> str:
     """The registered name of the model whose config this is (``cca``, ``mine``), for messages."""
     try:
-        from bench.registry import known_models
+        from bench.models.registry import known_models
 
         for spec in known_models():
             if spec.config_class is config_class:

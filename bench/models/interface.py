@@ -7,8 +7,8 @@ validation split; then :meth:`embed_images` / :meth:`embed_captions` map inputs 
 the shared space as L2-normalised float32 CPU tensors, batched, in eval mode, without
 gradients. A model class declares its registry entry (``name``, ``summary``,
 ``aliases``, ``config_class``, ``uses_unpaired``) as class attributes; see
-:mod:`bench.registry`. The neural models share one more level,
-:class:`bench.neural.EmbeddingModel`.
+:mod:`bench.models.registry`. The neural models share one more level,
+:class:`bench.models.neural.EmbeddingModel`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """How split cells are named: the paired fractions, unpaired fractions and seeds as the command line
-gives them, and the split file names built from them (re-exported by :mod:`bench.splits`).
+gives them, and the split file names built from them.
 
 It needs nothing of the harness but :class:`BenchError`, so any module (the commands, the run
 cells, the split files) can name a cell through it without an import cycle.

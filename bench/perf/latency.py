@@ -31,7 +31,7 @@ import torch
 LATENCY_FIELDS = ("image_ms_b1", "image_ms_b128", "caption_ms_b1", "caption_ms_b128", "search_ms_1k",
                   "search_ms_25k")
 # What `bench report --latency` accepts: the file `bench benchmark latency --out` writes (checked by
-# bench.schema, where a number is finite). Only the fields the report reads are described.
+# bench.run.record, where a number is finite). Only the fields the report reads are described.
 LATENCY_FILE_SCHEMA = {
     "type": "object",
     "required": ["rows"],
@@ -127,7 +127,7 @@ def read_latency_file(path: Path) -> dict:
     else (another JSON shape, a NaN time) is one :class:`~bench.errors.BenchError` naming the path."""
     from bench.errors import BenchError
     from bench.io import read_json_file
-    from bench.schema import schema_problems
+    from bench.io import schema_problems
 
     data = read_json_file(path, "latency file")
     problems = schema_problems(data, LATENCY_FILE_SCHEMA)

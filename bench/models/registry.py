@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from bench.errors import BenchError
+from bench.plugins import Registry
 
 ENTRY_POINT_GROUP = "bench.models"
 
@@ -73,8 +74,18 @@ def _text_encoders_of(model_class: type) -> tuple[str, ...]:
     return tuple(TEXT_SIDES)
 
 
-MODELS: dict[str, ModelSpec] = {}
-_loaded = False
+def _specs_of(entry: Any, loaded: Any) -> list[tuple[str, ModelSpec]]:
+    """A model class gives its own spec; a callable gives a spec or a list of specs."""
+    if isinstance(loaded, type):
+        specs = [ModelSpec.of(loaded)]
+    else:
+        made = loaded()
+        specs = list(made) if isinstance(made, (list, tuple)) else [made]
+    return [(spec.name, spec) for spec in specs]
+
+
+REGISTRY: Registry[ModelSpec] = Registry(ENTRY_POINT_GROUP, _specs_of)
+MODELS = REGISTRY.items  # name -> spec: the registry's own dict (never rebound), which register_model adds to
 
 
 def register_model(spec_or_class: ModelSpec | type) -> ModelSpec:
@@ -83,35 +94,13 @@ def register_model(spec_or_class: ModelSpec | type) -> ModelSpec:
     return spec
 
 
-def entry_point_objects(group: str) -> list[tuple[Any, Any]]:
-    """``(entry point, the object it names, loaded)`` for every entry point of ``group``: the one way
-    models (``bench.models``), datasets (``bench.datasets``) and protocols (``bench.protocols``) come in."""
-    from importlib.metadata import entry_points  # looked up at call time, so tests can stand in a plugin
-
-    return [(entry, entry.load()) for entry in entry_points(group=group)]
-
-
-def _load_registry() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for _, loaded in entry_point_objects(ENTRY_POINT_GROUP):
-        if isinstance(loaded, type):
-            register_model(loaded)
-            continue
-        specs = loaded()
-        for spec in specs if isinstance(specs, (list, tuple)) else [specs]:
-            register_model(spec)
-
-
 def known_models() -> list[ModelSpec]:
-    _load_registry()
+    REGISTRY.load()
     return [MODELS[name] for name in sorted(MODELS)]
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    _load_registry()
+    REGISTRY.load()
     wanted = name.strip().lower()
     for spec in MODELS.values():
         if wanted == spec.name or wanted in spec.aliases:

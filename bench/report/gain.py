@@ -3,7 +3,7 @@
 A model that reads the unpaired pools declares its paired-only twin
 (:meth:`bench.models.RetrievalModel.paired_only_twin`): the same config with every term that reads
 the pools switched off and the same number of updates. ``bench run --with-controls`` trains each
-twin beside its model, as a cell labelled :data:`TWIN_LABEL` (after the model's own label, if any),
+twin beside its model, as a cell labelled :data:`bench.run.cell.TWIN_LABEL` (after the model's own label, if any),
 on the same split files and seeds. The unpaired gain at a fraction is then
 
     model rsum − twin rsum
@@ -21,25 +21,11 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.stats import bootstrap_delta
-
-TWIN_LABEL = "paired-only"  # the label of a twin cell: "paired-only", or "<model's label>+paired-only"
-TWIN_SEPARATOR = "+"
-
-
-def twin_label(label: str | None) -> str:
-    """The label a twin cell gets, from the label of the model cell it belongs to."""
-    return f"{label}{TWIN_SEPARATOR}{TWIN_LABEL}" if label else TWIN_LABEL
-
-
-def is_twin_label(label: str | None) -> bool:
-    return bool(label) and (label == TWIN_LABEL or label.endswith(TWIN_SEPARATOR + TWIN_LABEL))
-
-
-def base_label(label: str) -> str:
-    """The label of the model cell a twin label belongs to ('' for none)."""
-    return "" if label == TWIN_LABEL else label[: -len(TWIN_SEPARATOR + TWIN_LABEL)]
-
+from bench.metrics.stats import bootstrap_delta
+from bench.report.comparison import _runs_of
+from bench.report.plots import save_figure
+from bench.report.records import row_names
+from bench.run.cell import base_label, is_twin_label
 
 # Columns that must match between a model's row and its twin's (the label differs by TWIN_LABEL).
 _MATCH = ["dataset", "model", "text_encoder", "profile", "policy", "extras", "unpaired_fraction", "fraction"]
@@ -52,8 +38,6 @@ def gain_table(table: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd.Dat
     ``table`` is :func:`bench.report.summary_table`'s output. Rows of models that ignore the pools
     show "—"; rows whose twin did not run say so, with the command that runs it.
     """
-    from bench.report import _runs_of, row_names
-
     if table.empty:
         raise BenchError("no rows to compute an unpaired gain for")
     named = table.assign(_name=row_names(table))
@@ -126,8 +110,6 @@ def plot_gain(gains: pd.DataFrame, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from bench.report import save_figure
 
     # rows without a twin (or that ignore the pools) have no _gain: NaN once the table is a frame
     measured = gains[gains["_gain"].notna()] if "_gain" in gains else gains.iloc[0:0]

@@ -7,7 +7,7 @@ share lives here once:
 * starting a fit: the seed, the device, the cell folder, the text side fitted on the training
   captions (:meth:`EmbeddingModel.start_fit`);
 * validation during training on the dev split (:meth:`EmbeddingModel.validator`), for
-  :func:`bench.training.run_training`;
+  :func:`bench.models.training.run_training`;
 * embedding in batches, in eval mode, without gradients, and refusing to embed before a fit.
 
 A subclass implements ``fit`` and two per-batch encoders, :meth:`encode_images` and
@@ -28,9 +28,9 @@ from torch import nn
 from bench.data.types import Split
 from bench.errors import BenchError
 from bench.models import FitContext, PairedData, RetrievalModel, UnpairedData
-from bench.search_space import epochs_for
+from bench.models.search_space import epochs_for
 from bench.nn.text import SentenceVectors, TextSide, TokenizedCaptions, text_side
-from bench.training import seed_everything
+from bench.models.training import seed_everything
 
 
 def float_tensor(features: np.ndarray) -> torch.Tensor:
@@ -60,7 +60,7 @@ def embed_in_batches(encode: Callable[[torch.Tensor], torch.Tensor], n: int, bat
 
 
 class EmbeddingModel(RetrievalModel):
-    """Base of the neural models; ``config`` is a :class:`bench.config.TrainingConfig`."""
+    """Base of the neural models; ``config`` is a :class:`bench.models.config.TrainingConfig`."""
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -123,7 +123,7 @@ class EmbeddingModel(RetrievalModel):
         return workdir
 
     def validator(self, validation: Split) -> Callable[[], dict[str, float]]:
-        """``validate()`` for :func:`bench.training.run_training`: the dev metrics of the model
+        """``validate()`` for :func:`bench.models.training.run_training`: the dev metrics of the model
         as it is (dev captions prepared once)."""
         from bench.metrics import evaluate
 

@@ -4,7 +4,7 @@ A search space maps a config field to a distribution. One key is not a field: ``
 (:data:`UPDATES`), the optimizer updates a trial trains for, given as a share of the study's
 update cap (every model of a study has the same cap, so none gets more training than another).
 The tuner turns it into ``epochs`` (and ``lr_decay_epoch`` at the profile's share of them) with
-the model's own :meth:`~bench.neural.EmbeddingModel.schedule`.
+the model's own :meth:`~bench.models.neural.EmbeddingModel.schedule`.
 
 This module imports nothing heavy; the distributions ask an Optuna trial for their values.
 """

@@ -106,7 +106,7 @@ def measure(models: list, device: torch.device, steps: int = 40) -> list[dict]:
     vectors instead (:func:`frozen_text_row`); a model without training steps (closed form,
     training-free) is left out with a notice."""
     from bench.errors import notice
-    from bench.neural import EmbeddingModel
+    from bench.models.neural import EmbeddingModel
 
     rows = []
     for spec in models:
@@ -139,7 +139,7 @@ def measure(models: list, device: torch.device, steps: int = 40) -> list[dict]:
 def frozen_text_row(spec, device: torch.device, steps: int) -> dict:
     """Steps/s of a frozen-text model's own loop (paper profile, its first text encoder) against VSE++'s
     loop on the same sentence vectors, both measured in this run: the reference that model replaces."""
-    from bench.registry import get_model_spec
+    from bench.models.registry import get_model_spec
 
     encoder = spec.text_encoders[0]
     rate, model, _ = model_step_rate(spec, "paper", encoder, device, steps)
