@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from bench.errors import BenchError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -84,7 +86,6 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> dict:
 
     import torch
 
-    from bench.errors import BenchError
 
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the reason below says it all
@@ -136,7 +137,6 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 def read_json_file(path: str | os.PathLike, what: str, remedy: str = "") -> object:
     """The parsed JSON of ``path``; a folder, a missing or unreadable file, binary bytes or bad JSON
     is a :class:`~bench.errors.BenchError` naming ``what`` and the path (and ``remedy``, if given)."""
-    from bench.errors import BenchError
 
     path, tail = Path(path), f"; {remedy}" if remedy else ""
     if path.is_dir():

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.errors import BenchError
+from bench.io import atomic_write_json
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     benchmark = subparsers.add_parser("benchmark", help="performance benchmarks (ratios against a reference, same run)")
@@ -51,7 +54,6 @@ def metrics_command(args: argparse.Namespace) -> int:
 def latency_command(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.io import atomic_write_json
     from bench.perf.latency import environment_facts, measure_model, measure_sentence_encoder
     from bench.run.provenance import git_state, resolve_device
     from bench.models.registry import known_models, parse_model_names
@@ -89,7 +91,6 @@ def train_command(args: argparse.Namespace) -> int:
     import torch
     from tabulate import tabulate
 
-    from bench.errors import BenchError
     from bench.run.provenance import resolve_device
     from bench.models.registry import parse_model_names
     from bench.perf.throughput import measure

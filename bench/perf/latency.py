@@ -28,6 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from bench.errors import BenchError
+from bench.io import read_json_file, schema_problems
+
 LATENCY_FIELDS = ("image_ms_b1", "image_ms_b128", "caption_ms_b1", "caption_ms_b128", "search_ms_1k",
                   "search_ms_25k")
 # What `bench report --latency` accepts: the file `bench benchmark latency --out` writes (checked by
@@ -125,9 +128,6 @@ def measure_sentence_encoder(repeats: int = 20) -> dict:
 def read_latency_file(path: Path) -> dict:
     """A `bench benchmark latency --out` file, checked against :data:`LATENCY_FILE_SCHEMA`; anything
     else (another JSON shape, a NaN time) is one :class:`~bench.errors.BenchError` naming the path."""
-    from bench.errors import BenchError
-    from bench.io import read_json_file
-    from bench.io import schema_problems
 
     data = read_json_file(path, "latency file")
     problems = schema_problems(data, LATENCY_FILE_SCHEMA)

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from bench.errors import notice
+
 
 class PlainVSE(nn.Module):
     """The minimal VSE++ pair of encoders (no harness code)."""
@@ -105,7 +107,6 @@ def measure(models: list, device: torch.device, steps: int = 40) -> list[dict]:
     that reads only frozen sentence vectors (no GRU) is timed against VSE++'s own loop on the same
     vectors instead (:func:`frozen_text_row`); a model without training steps (closed form,
     training-free) is left out with a notice."""
-    from bench.errors import notice
     from bench.models.neural import EmbeddingModel
 
     rows = []

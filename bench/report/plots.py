@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.io import atomic_write_bytes
 from bench.report.records import _finite, row_names, with_pool_defaults
 
 
@@ -37,7 +38,6 @@ def save_figure(fig, path: Path) -> Path:
 
     import matplotlib.pyplot as plt
 
-    from bench.io import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from bench.errors import BenchError
+
 PACKAGES = ("torch", "torchvision", "numpy", "pandas", "pycocotools", "sentence-transformers",
             "efficientnet-lite-pytorch", "partial-pairing-bench")
 
@@ -99,7 +101,6 @@ def environment(device: torch.device) -> dict:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (a GPU when torch sees one), ``cpu``, ``cuda`` or ``cuda:N``; a clear error otherwise."""
-    from bench.errors import BenchError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.io import sha256_file
+from bench.io import read_json_file, schema_problems, sha256_file
 from bench.models.registry import ModelSpec
 from bench.run.cell import cell_text_encoder
 from bench.models.search_space import describe_space
@@ -83,8 +83,6 @@ def read_tuned_file(path: Path, spec: ModelSpec, text_encoder: str | None, remed
     a file that is not what `bench tune` writes (a field missing or of the wrong type, a setting the
     model does not have or of the wrong type, a value out of range) is one :class:`BenchError` that
     names the file and the reason, never a traceback or a failed cell."""
-    from bench.io import read_json_file
-    from bench.io import schema_problems
 
     data = read_json_file(path, "tuned profile", remedy)
     problems = schema_problems(data, TUNED_FILE_SCHEMA)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import BenchError, notice
+from bench.io import error_summary
 from bench.tuning.study import StudySpec
 
 STORAGE_EXAMPLE = "sqlite:///runs/tune/studies.db or postgresql://user:password@host/optuna"
@@ -64,7 +65,6 @@ def open_studies(studies: list[StudySpec], storage: str) -> None:
     from optuna.exceptions import OptunaError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from bench.io import error_summary
 
     for study in studies:
         try:
