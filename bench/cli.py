@@ -18,7 +18,7 @@ from bench.errors import BenchError
 COMMAND_MODULES = [
     "bench.commands.data",
     "bench.commands.splits",
-    "bench.features",
+    "bench.commands.features",
     "bench.commands.run",
     "bench.commands.tune",
     "bench.commands.report",

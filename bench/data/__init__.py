@@ -8,6 +8,11 @@ Datasets are found like models, through an entry-point group, ``bench.datasets``
 ``pyproject.toml``): each entry point names a loader that :func:`register_dataset` has
 declared (its name, summary and whether it needs a root), so a dataset in another package is
 registered the same way as the built-in ones.
+
+The modules: :mod:`~bench.data.types` (``Dataset``, ``Split``), one loader per dataset
+(:mod:`~bench.data.synthetic`, :mod:`~bench.data.flickr8k`, :mod:`~bench.data.coco`,
+:mod:`~bench.data.precomp`), :mod:`~bench.data.extra` (unpaired items from outside a dataset) and
+:mod:`~bench.data.vocabulary` (the one tokenizer and vocabulary of the models that read words).
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ Backbones (see :data:`BACKBONES`):
 
 The package is split by concern, and each of its public names is importable from ``bench.features``:
 :mod:`~bench.features.preprocessing`, :mod:`~bench.features.backbones`,
-:mod:`~bench.features.manifest`, :mod:`~bench.features.extraction` and :mod:`~bench.features.cli`
-(the subcommands, added to ``bench`` through :func:`add_commands`).
+:mod:`~bench.features.manifest` and :mod:`~bench.features.extraction`. The subcommands live with the
+others, in :mod:`bench.commands.features`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from bench.features.backbones import (
     resnet152_weights_file,
     torch_hub_checkpoints_dir,
 )
-from bench.features.cli import add_commands, backbones_command, extract_command
 from bench.features.extraction import DTYPES, IMAGE_SUFFIXES, extract_features, list_images, load_image
 from bench.features.manifest import IMAGES_FILE, MANIFEST_FORMAT, Manifest, manifest_path
 from bench.features.preprocessing import (
@@ -58,7 +57,6 @@ from bench.features.preprocessing import (
 __all__ = [
     "BACKBONES", "DOWNLOAD_TIMEOUT_S", "DTYPES", "EFFICIENTNET_LITE0_PREPROCESSING", "IMAGENET_MEAN", "IMAGENET_STD",
     "IMAGES_FILE", "IMAGE_SUFFIXES", "MANIFEST_FORMAT", "RESNET152_PREPROCESSING", "Backbone", "Manifest",
-    "Preprocessing", "_load_resnet152_state_dict", "add_commands", "backbones_command",
-    "efficientnet_lite0_weights_path", "extract_command", "extract_features", "get_backbone", "list_images",
+    "Preprocessing", "_load_resnet152_state_dict", "efficientnet_lite0_weights_path", "extract_features", "get_backbone", "list_images",
     "load_image", "manifest_path", "resnet152_weights_file", "torch_hub_checkpoints_dir",
 ]
