@@ -206,6 +206,23 @@ def test_status_lists_a_bad_record_as_unreadable_with_its_path(fresh_run, tmp_pa
     assert "in progress" not in row
 
 
+def test_run_trains_again_a_cell_whose_record_breaks_the_schema_and_says_so(fresh_run, tmp_path, capfd):
+    """The run cache reads records through the same checked reader as the report: a finished-looking
+    record that breaks the schema is no result, so the cell is trained again (from its checkpoint, to
+    the same numbers) and the file replaced, with one notice naming it; the other cell is reused."""
+    out_dir = tmp_path / "run"
+    shutil.copytree(fresh_run, out_dir)
+    path = out_dir / "records" / f"{CELL}.json"
+    fresh = _record(out_dir)
+    path.write_text(json.dumps({**fresh, "metrics": {**fresh["metrics"], "rsum": "high"}}))
+    status, out, err = _bench(capfd, ["run", *RUN_ARGS, "--fractions", "100,10", "--out", out_dir])
+    assert status == 0 and "Traceback" not in out + err
+    notices = [line for line in err.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 1 and str(path) in notices[0] and "trained again" in notices[0], err
+    assert _record(out_dir)["metrics"] == fresh["metrics"]
+    assert _record(out_dir, OTHER_FRACTION) == _record(fresh_run, OTHER_FRACTION)
+
+
 # ---------------------------------------------------------------- split files
 
 
