@@ -156,7 +156,7 @@ def read_json_file(path: str | os.PathLike, what: str, remedy: str = "") -> obje
 
 
 def is_int_or_float(value: object) -> bool:
-    """An int or a float (NaN and infinities included, unlike :func:`bench.run.record.is_number`), not a
+    """An int or a float (NaN and infinities included, unlike :func:`is_number`), not a
     bool (which Python counts as an int, and JSON does not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

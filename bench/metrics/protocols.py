@@ -79,9 +79,10 @@ def known_protocols() -> list[str]:
 
 
 def get_protocol(name: str) -> Callable[..., RetrievalMetrics]:
-    if name not in known_protocols():
+    protocols = REGISTRY.load()
+    if name not in protocols:
         raise BenchError(f"unknown evaluation protocol '{name}'; choose one of {', '.join(known_protocols())}")
-    return REGISTRY.load()[name]
+    return protocols[name]
 
 
 def evaluate_protocol(image_emb, caption_emb, caption_to_image, protocol: str = "full", **options) -> RetrievalMetrics:

@@ -34,7 +34,7 @@ from bench.io import read_json_file, schema_problems
 LATENCY_FIELDS = ("image_ms_b1", "image_ms_b128", "caption_ms_b1", "caption_ms_b128", "search_ms_1k",
                   "search_ms_25k")
 # What `bench report --latency` accepts: the file `bench benchmark latency --out` writes (checked by
-# bench.run.record, where a number is finite). Only the fields the report reads are described.
+# bench.io.schema_problems, where a number is finite). Only the fields the report reads are described.
 LATENCY_FILE_SCHEMA = {
     "type": "object",
     "required": ["rows"],

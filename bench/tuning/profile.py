@@ -58,7 +58,7 @@ def config_schema(config_class: type) -> dict:
 
 
 # What `bench run --profile tuned` reads from a tuned file (the rest is a record for people): checked
-# by bench.run.record, where a number is finite. A file lacking `text_encoder` is for a model without one,
+# by bench.io.schema_problems, where a number is finite. A file lacking `text_encoder` is for a model without one,
 # one lacking `model_revision` was written before revisions existed (revision 0).
 TUNED_FILE_SCHEMA = {
     "type": "object",
