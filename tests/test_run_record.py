@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from bench.io import to_json
-from bench.run.record import SCHEMA_VERSION, RunRecord, record_identity, write_record
-from bench.run.record import METRICS
+from bench.run.record import METRICS, SCHEMA_VERSION, RunRecord, record_identity, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = sorted(REPO.glob("reports/**/records/*.json"))[:40]
